@@ -1,0 +1,230 @@
+// The reader library: attaches to a shmtrace segment and reads it back.
+//
+// Shared memory is hostile input (STYLE point 5): another process wrote it,
+// may still be writing it, may have crashed halfway, or may be malicious.
+// Every offset, length, index and count is checked before use, records are
+// copied out of shared memory before they are decoded (so a value cannot
+// change between check and use), and every failure is an Error value with a
+// one-line message naming the segment and the field. Nothing here aborts.
+//
+// Two access modes:
+//   kReadOnly  maps PROT_READ; never writes a byte (the dump utility).
+//   kConsume   maps read-write; the single consumer (the drain, a test) that
+//              hands slots back with commit_*() after it stored the records,
+//              and publishes its heartbeat for the block policy.
+#ifndef SHMTRACE_READER_READER_HPP
+#define SHMTRACE_READER_READER_HPP
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmtrace/abi.hpp"
+
+namespace shmtrace::reader {
+
+struct Error {
+  std::string message;  // one line, says what is wrong and where
+};
+template <class T>
+using Result = std::expected<T, Error>;
+
+enum class Access { kReadOnly, kConsume };
+
+// Checks every field of a header against the size actually mapped: magic,
+// ABI major (minor >= ours accepted), header and total size, each region's
+// offset and size inside the segment and not overlapping, ring capacity and
+// overflow capacity powers of two, ring stride large enough and page-aligned,
+// string table capacity, enum values in range, NUL-terminated text fields.
+Result<void> validate_header(const abi::SegmentHeader& header, std::uint64_t mapped_size);
+
+// Converts a segment's ticks to nanoseconds. For ClockKind::kTsc with
+// ticks_per_second == 0 the reader calibrates the machine's TSC once per
+// process (the TSC is machine-wide, so one calibration serves all segments).
+class ClockConverter {
+ public:
+  explicit ClockConverter(const abi::SegmentHeader& header);
+  // Nanoseconds since the Unix epoch (wall clock at the segment's reference
+  // instant plus elapsed ticks).
+  std::int64_t to_wall_ns(std::uint64_t ticks) const;
+  // Elapsed nanoseconds between two tick values (b >= a).
+  std::int64_t duration_ns(std::uint64_t a, std::uint64_t b) const;
+  double ticks_per_ns() const { return ticks_per_ns_; }
+
+ private:
+  std::uint64_t ref_ticks_;
+  std::int64_t ref_wall_ns_;
+  double ticks_per_ns_;
+};
+
+// A snapshot of one ring's control block (values may move on afterwards).
+struct RingInfo {
+  std::uint32_t index = 0;
+  abi::RingState state = abi::RingState::kFree;
+  std::uint32_t generation = 0;
+  std::uint32_t tid = 0;
+  std::string thread_name;
+  std::uint64_t head = 0;
+  std::uint64_t tail = 0;
+  std::uint64_t written = 0;
+  std::uint64_t overflowed = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t blocked_ns = 0;
+};
+
+// Raw records copied out of a ring: positions [first_position, end_position).
+struct RingBatch {
+  std::uint32_t ring = 0;
+  std::uint64_t first_position = 0;
+  std::uint64_t end_position = 0;
+  std::vector<abi::Record> records;
+};
+
+// Raw records copied out of the overflow area, whole groups only.
+struct OverflowEntry {
+  std::uint64_t position = 0;  // overflow position of the record
+  std::uint32_t ring_index = abi::kNoRing;
+  std::uint32_t generation = 0;
+  std::uint32_t tid = 0;
+  abi::Record record{};
+};
+struct OverflowBatch {
+  std::uint64_t first_position = 0;
+  std::uint64_t end_position = 0;
+  std::vector<OverflowEntry> entries;
+};
+
+// One decoded error entry (from a chunk or the spill file).
+struct ErrorRecord {
+  std::uint64_t sequence = 0;
+  std::uint64_t timestamp = 0;
+  std::uint64_t span_id = 0;
+  std::uint8_t trace_id[16] = {};
+  abi::ErrorKind kind = abi::ErrorKind::kExplicit;
+  std::uint32_t tid = 0;
+  std::uint32_t group_id = 0;
+  std::uint32_t span_name_id = 0;
+  std::uint32_t signal = 0;
+  std::uint64_t fault_address = 0;
+  std::vector<std::uint64_t> frames;
+  std::string type;
+  std::string message;
+  std::string preview;
+};
+
+// Where an error reader stands: chunk index and byte offset in that chunk,
+// then byte offset in the spill file. Persist it to resume exactly.
+struct ErrorCursor {
+  std::uint32_t chunk = 0;
+  std::uint32_t offset = abi::kErrorChunkHeaderSize;
+  std::uint64_t spill_offset = 0;
+};
+struct ErrorBatch {
+  ErrorCursor next;  // cursor after the returned entries
+  std::vector<ErrorRecord> errors;
+};
+
+class Segment {
+ public:
+  // Attaches to /dev/shm/<name> (name without the leading '/'), opened with
+  // O_NOFOLLOW; refuses anything but a regular file, and a file not owned by
+  // `allowed_uid` (default: our own uid). Validates the header.
+  static Result<Segment> attach(const std::string& name, Access access,
+                                std::optional<std::uint32_t> allowed_uid = std::nullopt);
+  // Wraps memory the caller owns (tests build segments in anonymous memory).
+  static Result<Segment> from_memory(void* base, std::uint64_t size, Access access);
+
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  const std::string& name() const;
+  // The validated copy of the header's write-once fields.
+  const abi::SegmentHeader& header() const;
+  // Live fields, reloaded on each call (acquire).
+  abi::ProcessState state() const;
+  std::int32_t exit_status() const;
+  std::uint32_t error_chunk_count() const;
+  std::uint64_t errors_written() const;
+  std::uint64_t errors_spilled() const;
+  std::uint64_t no_ring_threads() const;
+  const ClockConverter& clock() const;
+
+  std::uint32_t ring_count() const;  // == header().max_rings
+  Result<RingInfo> ring_info(std::uint32_t ring) const;
+
+  // Copies up to max_records published records from the consumer's tail.
+  // Checks head - tail <= capacity (else: error, ring untrusted).
+  Result<RingBatch> read_ring(std::uint32_t ring, std::size_t max_records) const;
+  // kConsume only: hands positions before end_position back to the producer.
+  Result<void> commit_ring(std::uint32_t ring, std::uint64_t end_position);
+
+  Result<OverflowBatch> read_overflow(std::size_t max_records) const;
+  Result<void> commit_overflow(const OverflowBatch& batch);
+
+  // Reads committed error entries after `from`, across chunks and then the
+  // spill file, at most max_errors. Stops at the first entry still being
+  // written.
+  Result<ErrorBatch> read_errors(const ErrorCursor& from, std::size_t max_errors) const;
+
+  // Interned string by id; validated (bounds, length, ready flag).
+  Result<std::string_view> string(std::uint32_t id) const;
+  Result<std::uint8_t> string_flags(std::uint32_t id) const;
+
+  // kConsume only: publishes the consumer heartbeat (drain_heartbeat_ns and
+  // drain_pid) that producers under the block policy wait on.
+  void heartbeat();
+
+  // Removes the segment object, its error chunks and its spill file.
+  Result<void> unlink() const;
+
+ private:
+  struct Impl;
+  explicit Segment(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Names of segments in /dev/shm (error chunks excluded). Symlinks and
+// non-regular files are skipped; optionally only those of one pid.
+struct SegmentListing {
+  std::string name;
+  std::uint32_t pid = 0;
+  std::uint32_t owner_uid = 0;
+};
+Result<std::vector<SegmentListing>> list_segments(std::optional<std::uint32_t> pid = std::nullopt);
+
+// ---------------------------------------------------------------------------
+// Decoding: raw records -> typed events, continuation values reassembled.
+// ---------------------------------------------------------------------------
+struct DecodedRecord {
+  abi::RecordKind kind = abi::RecordKind::kEmpty;
+  std::uint8_t flags = 0;
+  std::uint32_t name_id = 0;
+  std::uint64_t timestamp = 0;
+  std::uint64_t span_id = 0;
+  std::uint64_t aux = 0;
+  abi::SpanPayload span{};      // kSpanBegin, kSpanEnd
+  abi::DropPayload drop{};      // kDropMarker
+  abi::ThreadPayload thread{};  // kThreadStart, kThreadEnd
+  std::string value;            // kEvent message, kArg string/bytes/repr value
+  std::uint32_t record_count = 1;  // head + continuations
+};
+
+struct DecodeStats {
+  std::uint64_t unknown_kinds = 0;          // counted and skipped
+  std::uint64_t broken_continuations = 0;   // continuation without head, bad index, short value
+};
+
+// Decodes a sequence of raw records from one producer (a ring batch, or the
+// overflow entries of one group). A value whose continuations are cut off by
+// the end of the span is reported broken, not invented.
+std::vector<DecodedRecord> decode(std::span<const abi::Record> records, DecodeStats& stats);
+
+}  // namespace shmtrace::reader
+
+#endif  // SHMTRACE_READER_READER_HPP
