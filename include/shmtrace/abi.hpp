@@ -97,14 +97,15 @@
 // ---------------------------------------------------------------------------
 // Counters and the accounting identity
 // ---------------------------------------------------------------------------
-// For every ring, each record its producer tried to emit increments exactly
-// one of RingControl.written (stored in the ring), .overflowed (stored in the
-// overflow area) or .dropped (lost). Drop markers, ThreadStart and ThreadEnd
+// For every ring, each record its producers tried to emit increments exactly
+// one of RingControl.head (stored in the ring: head counts every record ever
+// written), .overflowed (stored in the overflow area) or .dropped (lost). Drop markers, ThreadStart and ThreadEnd
 // are records too and count as written/overflowed, never as dropped. Drops are
 // reported in-band by a DropMarker record written before the next record that
 // fits; its count sums to `dropped`, except for drops still pending when a
 // thread dies without another successful write (then `dropped` has them).
-// Threads that found no free ring count in SegmentHeader.no_ring_*.
+// Threads that found no free ring write straight to the overflow area and
+// count in SegmentHeader.no_ring_overflowed / no_ring_dropped instead.
 //
 // ---------------------------------------------------------------------------
 // Error entry protocol (many producers, signal handlers included)
@@ -286,7 +287,7 @@ inline constexpr std::uint8_t kArgTruncated = 0x40;  // value cut at max_repr
 //   Event         event name       at          cur. span    message length    first bytes
 //   Counter       counter name     at          cur. span    value bits        -
 //   Arg           argument name    at          owner span   value or length   first bytes
-//   DropMarker    0                at          0            records dropped   DropPayload
+//   DropMarker    0                next rec.   0            records dropped   DropPayload
 //   ThreadStart   thread name id   at          0            tid               ThreadPayload
 //   ThreadEnd     0                at          0            tid               ThreadPayload
 //   ProcessStart/Fork/Exec/Exit: reserved for the preload (issue 3);
@@ -414,6 +415,8 @@ struct SegmentHeader {
 
   // -- process-wide counters [live]; relaxed, readers tolerate staleness ------
   std::uint64_t no_ring_threads;     // threads that found no free ring
+  std::uint64_t no_ring_overflowed;  // their records stored in the overflow area (fetch_add)
+  std::uint64_t no_ring_dropped;     // their records lost (fetch_add)
   std::uint64_t strings_rejected;    // intern calls refused by a full table
 
   // -- drain side [live]; written by the consumer only -----------------------
@@ -427,7 +430,7 @@ struct SegmentHeader {
   std::uint32_t cmdline_size;        // bytes used in cmdline
   char cmdline[1020];                // argv joined by NUL bytes, truncated
 
-  std::uint8_t reserved_tail[2296];  // room for future minors, zero
+  std::uint8_t reserved_tail[2280];  // room for future minors, zero
 };
 
 // ---------------------------------------------------------------------------
@@ -511,8 +514,9 @@ enum class RingState : std::uint32_t {
 
 struct RingControl {
   // Cache line 0: producer-owned. Counters: single writer, relaxed.
-  std::uint64_t head;        // next position to write; store (release) publishes records
-  std::uint64_t written;     // records stored in this ring
+  std::uint64_t head;        // next position to write; store (release) publishes records.
+                             // It is also the count of records ever stored in this ring.
+  std::uint64_t reserved_w;  // zero
   std::uint64_t overflowed;  // records this ring's producers stored in the overflow area
   std::uint64_t dropped;     // records lost
   std::uint64_t blocked_ns;  // time spent waiting under the block policy

@@ -1,0 +1,321 @@
+// The exported C API (include/shmtrace/shmtrace.h). Each entry point checks
+// the runtime, then the thread's sampling state, then does its work on the
+// thread's own ring. Nothing here throws, locks or allocates.
+#include <execinfo.h>
+
+#include <cstring>
+
+#include "clock.hpp"
+#include "shmtrace/shmtrace.h"
+#include "thread_state.hpp"
+
+using namespace shmtrace;
+using namespace shmtrace::runtime;
+
+namespace {
+
+// The runtime and a ready thread state, or nullptr: disabled, inside a
+// sampled-out trace, or a thread that cannot record.
+inline Runtime* recording_thread(ThreadState& t) noexcept {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr || t.unsampled_depth != 0) return nullptr;
+  if (__builtin_expect(t.status != ThreadStatus::kReady, 0) && !ensure_thread(t, *rt)) return nullptr;
+  return rt;
+}
+
+inline abi::Record base_record(abi::RecordKind kind, std::uint32_t name, const ThreadState& t) noexcept {
+  abi::Record r{};
+  r.kind = static_cast<std::uint8_t>(kind);
+  r.name_id = name;
+  r.timestamp = now_ticks();
+  r.span_id = current_span(t);
+  return r;
+}
+
+// Writes a text or byte value: the head record carries the first 32 bytes,
+// continuation records 56 bytes each (abi.hpp).
+void emit_value(ThreadState& t, Runtime& rt, abi::Record head, const char* data, std::size_t length) noexcept {
+  if (data == nullptr) length = 0;
+  if (length > rt.max_value_bytes) {
+    length = rt.max_value_bytes;
+    if (head.kind == static_cast<std::uint8_t>(abi::RecordKind::kArg)) head.flags |= abi::kArgTruncated;
+  }
+  head.aux = length;
+  const std::size_t inline_bytes = std::min<std::size_t>(length, abi::kInlinePayload);
+  head.size = static_cast<std::uint16_t>(inline_bytes);
+  if (inline_bytes > 0) std::memcpy(head.payload, data, inline_bytes);
+  if (length <= abi::kInlinePayload) {
+    emit_one(t, rt, head);
+    return;
+  }
+  abi::Record* out = t.scratch;
+  out[0] = head;
+  std::uint32_t count = 1;
+  for (std::size_t at = inline_bytes; at < length; at += abi::kContinuationPayload, ++count) {
+    abi::ContinuationRecord c{};
+    c.kind = static_cast<std::uint8_t>(abi::RecordKind::kContinuation);
+    c.index = count;
+    c.size = static_cast<std::uint16_t>(std::min<std::size_t>(length - at, abi::kContinuationPayload));
+    std::memcpy(c.bytes, data + at, c.size);
+    std::memcpy(&out[count], &c, sizeof c);
+  }
+  emit(t, rt, out, count);
+}
+
+void emit_arg_scalar(shmtrace_name_t name, abi::ValueType type, std::uint8_t direction, std::uint64_t bits) noexcept {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kArg, name, t);
+  if (rt->strings->flags(name) & abi::kStringSensitive) {
+    r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(abi::ValueType::kString) | direction |
+                                        abi::kArgMasked);
+    emit_value(t, *rt, r, "***", 3);
+    return;
+  }
+  r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | direction);
+  r.aux = bits;
+  emit_one(t, *rt, r);
+}
+
+void emit_arg_text(shmtrace_name_t name, abi::ValueType type, std::uint8_t direction, const char* data,
+                   std::size_t length) noexcept {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kArg, name, t);
+  if (rt->strings->flags(name) & abi::kStringSensitive) {
+    r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(abi::ValueType::kString) | direction |
+                                        abi::kArgMasked);
+    emit_value(t, *rt, r, "***", 3);
+    return;
+  }
+  r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | direction);
+  emit_value(t, *rt, r, data, length);
+}
+
+template <class T>
+std::uint64_t bits_of(T value) noexcept {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof value);
+  return bits;
+}
+
+constexpr std::uint8_t kIn = 0;
+constexpr std::uint8_t kOut = abi::kArgResult;
+
+}  // namespace
+
+extern "C" {
+
+SHMTRACE_API int shmtrace_enabled(void) { return current_runtime() != nullptr ? 1 : 0; }
+
+SHMTRACE_API shmtrace_name_t shmtrace_intern_n(const char* name, size_t length) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr || name == nullptr) return 0;
+  return rt->intern(std::string_view(name, length));
+}
+
+SHMTRACE_API shmtrace_name_t shmtrace_intern(const char* name) {
+  return name == nullptr ? 0 : shmtrace_intern_n(name, std::strlen(name));
+}
+
+SHMTRACE_API shmtrace_span_t shmtrace_span_begin_group(shmtrace_name_t group, shmtrace_name_t name) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr) return 0;
+  ThreadState& t = tls_state;
+  if (t.unsampled_depth != 0) {
+    ++t.unsampled_depth;  // inside a sampled-out trace: only keep count
+    return 0;
+  }
+  if (__builtin_expect(t.status != ThreadStatus::kReady, 0) && !ensure_thread(t, *rt)) return 0;
+  if (t.depth == 0) {
+    if (group == 0) group = rt->default_group;
+    if (!start_root(t, *rt, group)) {
+      t.unsampled_depth = 1;
+      return 0;
+    }
+  } else {
+    if (group == 0) group = t.stack[t.depth - 1].group_id;
+    if (__builtin_expect(t.depth == t.stack_capacity, 0) && !grow_stack(t)) return 0;
+  }
+  const std::uint64_t ticks = now_ticks();
+  std::uint64_t id = t.next_span_id++;
+  if (__builtin_expect(id == 0, 0)) id = t.next_span_id++;
+  const std::uint64_t parent = t.depth > 0 ? t.stack[t.depth - 1].span_id : t.root_parent;
+  t.stack[t.depth] = StackEntry{id, parent, ticks, name, group, 0, 0};
+  abi::Record r{};
+  r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanBegin);
+  r.flags = (t.depth == 0 && t.root_remote) ? abi::kSpanRemoteParent : 0;
+  r.name_id = name;
+  r.timestamp = ticks;
+  r.span_id = id;
+  r.aux = parent;
+  abi::SpanPayload p{};
+  std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
+  p.group_id = group;
+  std::memcpy(r.payload, &p, sizeof p);
+  ++t.depth;
+  emit_one(t, *rt, r);
+  return id;
+}
+
+SHMTRACE_API shmtrace_span_t shmtrace_span_begin(shmtrace_name_t name) {
+  return shmtrace_span_begin_group(0, name);
+}
+
+SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr) return;
+  ThreadState& t = tls_state;
+  if (t.unsampled_depth != 0) {
+    --t.unsampled_depth;
+    return;
+  }
+  if (t.depth == 0) return;  // an end without a begin on this thread
+  if (t.stack[t.depth - 1].span_id != span) {
+    // Ending a span below the top: the spans above it were left open (an
+    // early return past their end, a longjmp); close them as ERR first.
+    std::uint32_t at = t.depth;
+    while (at > 0 && t.stack[at - 1].span_id != span) --at;
+    if (at == 0) return;  // not ours (or already ended): ignore
+    while (t.depth > at) shmtrace_span_end_status(t.stack[t.depth - 1].span_id, SHMTRACE_ERR);
+  }
+  const StackEntry& top = t.stack[t.depth - 1];
+  abi::Record r{};
+  r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanEnd);
+  r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
+  r.name_id = top.name_id;
+  r.timestamp = now_ticks();
+  r.span_id = top.span_id;
+  r.aux = top.begin_ticks;
+  abi::SpanPayload p{};
+  std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
+  p.parent_span_id = top.parent_id;
+  p.group_id = top.group_id;
+  p.error_ref = top.error_ref;
+  std::memcpy(r.payload, &p, sizeof p);
+  --t.depth;
+  emit_one(t, *rt, r);
+}
+
+SHMTRACE_API void shmtrace_span_end(shmtrace_span_t span) { shmtrace_span_end_status(span, SHMTRACE_OK); }
+
+SHMTRACE_API void shmtrace_event_status(shmtrace_name_t name, int status, const char* message) {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kEvent, name, t);
+  r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
+  emit_value(t, *rt, r, message, message == nullptr ? 0 : std::strlen(message));
+}
+
+SHMTRACE_API void shmtrace_event(shmtrace_name_t name, const char* message) {
+  shmtrace_event_status(name, SHMTRACE_OK, message);
+}
+
+SHMTRACE_API void shmtrace_counter_i64(shmtrace_name_t name, int64_t value) {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kCounter, name, t);
+  r.flags = static_cast<std::uint8_t>(abi::ValueType::kInt);
+  r.aux = bits_of(value);
+  emit_one(t, *rt, r);
+}
+
+SHMTRACE_API void shmtrace_counter_f64(shmtrace_name_t name, double value) {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kCounter, name, t);
+  r.flags = static_cast<std::uint8_t>(abi::ValueType::kDouble);
+  r.aux = bits_of(value);
+  emit_one(t, *rt, r);
+}
+
+SHMTRACE_API void shmtrace_arg_i64(shmtrace_name_t n, int64_t v) { emit_arg_scalar(n, abi::ValueType::kInt, kIn, bits_of(v)); }
+SHMTRACE_API void shmtrace_arg_u64(shmtrace_name_t n, uint64_t v) { emit_arg_scalar(n, abi::ValueType::kUint, kIn, v); }
+SHMTRACE_API void shmtrace_arg_f64(shmtrace_name_t n, double v) { emit_arg_scalar(n, abi::ValueType::kDouble, kIn, bits_of(v)); }
+SHMTRACE_API void shmtrace_arg_bool(shmtrace_name_t n, int v) { emit_arg_scalar(n, abi::ValueType::kBool, kIn, v != 0); }
+SHMTRACE_API void shmtrace_arg_strn(shmtrace_name_t n, const char* v, size_t len) { emit_arg_text(n, abi::ValueType::kString, kIn, v, len); }
+SHMTRACE_API void shmtrace_arg_str(shmtrace_name_t n, const char* v) { shmtrace_arg_strn(n, v, v == nullptr ? 0 : std::strlen(v)); }
+SHMTRACE_API void shmtrace_arg_bytes(shmtrace_name_t n, const void* v, size_t len) { emit_arg_text(n, abi::ValueType::kBytes, kIn, static_cast<const char*>(v), len); }
+SHMTRACE_API void shmtrace_arg_repr(shmtrace_name_t n, const char* v, size_t len) { emit_arg_text(n, abi::ValueType::kRepr, kIn, v, len); }
+SHMTRACE_API void shmtrace_result_i64(shmtrace_name_t n, int64_t v) { emit_arg_scalar(n, abi::ValueType::kInt, kOut, bits_of(v)); }
+SHMTRACE_API void shmtrace_result_u64(shmtrace_name_t n, uint64_t v) { emit_arg_scalar(n, abi::ValueType::kUint, kOut, v); }
+SHMTRACE_API void shmtrace_result_f64(shmtrace_name_t n, double v) { emit_arg_scalar(n, abi::ValueType::kDouble, kOut, bits_of(v)); }
+SHMTRACE_API void shmtrace_result_bool(shmtrace_name_t n, int v) { emit_arg_scalar(n, abi::ValueType::kBool, kOut, v != 0); }
+SHMTRACE_API void shmtrace_result_strn(shmtrace_name_t n, const char* v, size_t len) { emit_arg_text(n, abi::ValueType::kString, kOut, v, len); }
+SHMTRACE_API void shmtrace_result_repr(shmtrace_name_t n, const char* v, size_t len) { emit_arg_text(n, abi::ValueType::kRepr, kOut, v, len); }
+
+SHMTRACE_API uint64_t shmtrace_error(const char* type, const char* message) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr) return 0;
+  ThreadState& t = tls_state;
+  if (t.status != ThreadStatus::kReady) (void)ensure_thread(t, *rt);
+  ErrorDraft d;
+  d.kind = abi::ErrorKind::kExplicit;
+  d.timestamp = now_ticks();
+  d.tid = t.tid;
+  // Errors are kept even inside a sampled-out trace, without a span link.
+  StackEntry* top = (t.depth > 0 && t.unsampled_depth == 0) ? &t.stack[t.depth - 1] : nullptr;
+  if (top != nullptr) {
+    d.span_id = top->span_id;
+    std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
+    d.group_id = top->group_id;
+    d.span_name_id = top->name_id;
+  } else {
+    d.group_id = rt->default_group;
+  }
+  void* frames[abi::kMaxErrorFrames + 1];
+  const int captured = rt->config.max_frames == 0 ? 0 : ::backtrace(frames, static_cast<int>(rt->config.max_frames) + 1);
+  std::uint64_t addresses[abi::kMaxErrorFrames];
+  std::uint32_t n = 0;
+  for (int i = 1; i < captured && n < rt->config.max_frames; ++i) {  // frame 0 is this function
+    addresses[n++] = reinterpret_cast<std::uint64_t>(frames[i]);
+  }
+  d.frames = addresses;
+  d.frame_count = n;
+  if (type != nullptr) d.type = type;
+  if (message != nullptr) d.message = message;
+  const std::uint64_t sequence = rt->errors->append(d);
+  if (top != nullptr) top->error_ref = static_cast<std::uint32_t>(sequence);
+  return sequence;
+}
+
+SHMTRACE_API int shmtrace_traceparent(char* buf, size_t size) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr || buf == nullptr) return -1;
+  const ThreadState& t = tls_state;
+  TraceParent context;
+  if (t.depth > 0 && t.unsampled_depth == 0) {
+    context.trace = t.trace;
+    context.span_id = t.stack[t.depth - 1].span_id;
+    context.flags = 1;
+  } else if (t.has_explicit) {
+    context = t.explicit_parent;
+  } else if (rt->has_inherited) {
+    context = rt->inherited;
+  } else {
+    return -1;
+  }
+  return format_traceparent(context, buf, size) ? 0 : -1;
+}
+
+SHMTRACE_API int shmtrace_set_traceparent(const char* traceparent) {
+  if (traceparent == nullptr) return -1;
+  const auto parsed = parse_traceparent(traceparent);
+  if (!parsed) return -1;
+  ThreadState& t = tls_state;
+  t.explicit_parent = *parsed;
+  t.has_explicit = true;
+  return 0;
+}
+
+SHMTRACE_API const char* shmtrace_segment_name(void) {
+  Runtime* rt = current_runtime();
+  return rt == nullptr ? "" : rt->segment_name.c_str();
+}
+
+}  // extern "C"

@@ -1,0 +1,114 @@
+// Per-thread producer state and the hot path.
+//
+// Each thread keeps its ring cursor, span stack and sampling state in one
+// initial-exec TLS block (no __tls_get_addr call, no allocation). The hot
+// path of a record is: compose 64 bytes in registers, one bounds check
+// against a cached limit, one store into the ring, one release store of head.
+// Anything unusual (first record of the thread, ring full, pending drop
+// marker, block policy) takes the out-of-line slow path.
+#ifndef SHMTRACE_RUNTIME_THREAD_STATE_HPP
+#define SHMTRACE_RUNTIME_THREAD_STATE_HPP
+
+#include <cstdint>
+
+#include "runtime.hpp"
+#include "shmtrace/abi.hpp"
+#include "trace_context.hpp"
+
+namespace shmtrace::runtime {
+
+struct StackEntry {
+  std::uint64_t span_id;
+  std::uint64_t parent_id;
+  std::uint64_t begin_ticks;
+  std::uint32_t name_id;
+  std::uint32_t group_id;
+  std::uint32_t error_ref;  // last error recorded in this span
+  std::uint32_t reserved;
+};
+
+enum class ThreadStatus : std::uint8_t { kNew = 0, kReady = 1, kExited = 2 };
+
+struct ThreadState {
+  // Ring cursor. `limit` is the first position we may not write without
+  // reloading the consumer's tail; it is 0 while a drop marker is pending or
+  // when the thread has no ring, which sends every write to the slow path.
+  abi::Record* slots = nullptr;
+  abi::RingControl* control = nullptr;
+  std::uint64_t mask = 0;
+  std::uint64_t head = 0;
+  std::uint64_t limit = 0;
+
+  // Span stack; grows (mmap) without bound.
+  StackEntry* stack = nullptr;
+  std::uint32_t depth = 0;
+  std::uint32_t stack_capacity = 0;
+  // Depth of the sampled-out trace we are inside (0: none).
+  std::uint32_t unsampled_depth = 0;
+  ThreadStatus status = ThreadStatus::kNew;
+  bool root_remote = false;  // the current root's parent came from another process
+
+  std::uint64_t next_span_id = 0;
+  std::uint64_t rng = 0;
+  TraceId trace;             // trace of the spans on the stack
+  std::uint64_t root_parent = 0;
+
+  // Drops not yet reported by a marker.
+  std::uint64_t pending_drops = 0;
+  std::uint64_t first_drop_ticks = 0;
+  std::uint64_t last_drop_ticks = 0;
+
+  bool has_explicit = false;  // shmtrace_set_traceparent on this thread
+  TraceParent explicit_parent;
+
+  std::uint32_t ring_index = abi::kNoRing;
+  std::uint32_t generation = 0;
+  std::uint32_t tid = 0;
+  std::uint64_t ms_cache_ticks = 0;  // UUIDv7 milliseconds, refreshed every ~1e6 ticks
+  std::uint64_t ms_cache_value = 0;
+  bool block_gave_up = false;             // stop waiting until the heartbeat moves
+  std::uint64_t block_gave_up_heartbeat = 0;
+  abi::Record* scratch = nullptr;    // room for one argument value's records
+};
+
+extern thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
+
+// Slow paths (thread_state.cpp).
+bool ensure_thread(ThreadState& t, Runtime& rt) noexcept;
+void emit_slow(ThreadState& t, Runtime& rt, const abi::Record* records, std::uint32_t count) noexcept;
+bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id) noexcept;
+bool grow_stack(ThreadState& t) noexcept;
+void end_thread(ThreadState& t, Runtime& rt) noexcept;
+// Forgets the ring of a thread inherited through fork(); keeps its trace.
+void reset_thread_after_fork(ThreadState& t) noexcept;
+
+// Writes `count` records (a head and its continuations) as one unit.
+inline void emit(ThreadState& t, Runtime& rt, const abi::Record* records, std::uint32_t count) noexcept {
+  if (__builtin_expect(t.head + count <= t.limit, 1)) {
+    for (std::uint32_t i = 0; i < count; ++i) t.slots[(t.head + i) & t.mask] = records[i];
+    t.head += count;
+    // Publishes the records; pairs with the consumer's acquire load of head.
+    abi::atomic_store(t.control->head, t.head, std::memory_order_release);
+    return;
+  }
+  emit_slow(t, rt, records, count);
+}
+
+inline void emit_one(ThreadState& t, Runtime& rt, const abi::Record& record) noexcept {
+  if (__builtin_expect(t.head < t.limit, 1)) {
+    t.slots[t.head & t.mask] = record;
+    ++t.head;
+    // Publishes the record; pairs with the consumer's acquire load of head.
+    abi::atomic_store(t.control->head, t.head, std::memory_order_release);
+    return;
+  }
+  emit_slow(t, rt, &record, 1);
+}
+
+inline std::uint64_t current_span(const ThreadState& t) noexcept {
+  return t.depth > 0 ? t.stack[t.depth - 1].span_id : 0;
+}
+
+}  // namespace shmtrace::runtime
+
+#endif

@@ -1,0 +1,881 @@
+// The reader library against segments built in memory (and, for attach and
+// the error area, real /dev/shm objects that each test removes).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "reader/reader.hpp"
+#include "support/segment_builder.hpp"
+
+namespace shmtrace {
+namespace {
+
+using reader::Access;
+using reader::Segment;
+using test::ErrorChunkWriter;
+using test::ErrorSpec;
+using test::SegmentBuilder;
+using test::ShmObject;
+
+bool shm_exists(const std::string& name) {
+  struct stat st {};
+  return ::lstat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+Segment open_memory(const SegmentBuilder& b, Access access = Access::kConsume) {
+  auto seg = Segment::from_memory(b.base(), b.size(), access);
+  if (!seg) ADD_FAILURE() << seg.error().message;
+  return std::move(*seg);
+}
+
+std::string from_memory_error(const SegmentBuilder& b) {
+  auto seg = Segment::from_memory(b.base(), b.size(), Access::kReadOnly);
+  if (seg) return "(accepted)";
+  return seg.error().message;
+}
+
+// ---------------------------------------------------------------------------
+// Header validation
+// ---------------------------------------------------------------------------
+TEST(ReaderHeader, ValidSegmentAcceptedAndEveryFieldReadBack) {
+  SegmentBuilder b;
+  abi::SegmentHeader& h = b.header();
+  h.ppid = 4242;
+  h.process_start_ticks = 777;
+  h.clock_ref_ticks = 1000;
+  h.clock_ref_mono_ns = 2000;
+  h.clock_ref_wall_ns = 3000;
+  h.policy = static_cast<std::uint32_t>(abi::FullPolicy::kBlock);
+  h.block_timeout_ms = 250;
+  h.sample_rate_ppm = 500'000;
+  for (int i = 0; i < 16; ++i) h.trace_id[i] = static_cast<std::uint8_t>(i + 1);
+  h.parent_span_id = 0xabcdef;
+  h.trace_flags = 1;
+  h.state = static_cast<std::uint32_t>(abi::ProcessState::kExited);
+  h.exit_status = 3;
+  h.errors_written = 11;
+  h.errors_spilled = 2;
+  h.no_ring_threads = 5;
+  std::strcpy(h.exe, "/usr/bin/traced");
+  std::memcpy(h.cmdline, "traced\0--fast", 13);
+  h.cmdline_size = 13;
+
+  auto seg = Segment::from_memory(b.base(), b.size(), Access::kReadOnly);
+  ASSERT_TRUE(seg) << seg.error().message;
+  EXPECT_EQ(0, std::memcmp(&seg->header(), b.base(), sizeof(abi::SegmentHeader)));
+  const abi::SegmentHeader& r = seg->header();
+  EXPECT_EQ(r.magic, abi::kSegmentMagic);
+  EXPECT_EQ(r.abi_major, abi::kAbiMajor);
+  EXPECT_EQ(r.header_size, abi::kHeaderSize);
+  EXPECT_EQ(r.total_size, b.size());
+  EXPECT_EQ(r.nonce, h.nonce);
+  EXPECT_EQ(r.pid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_EQ(r.ppid, 4242u);
+  EXPECT_EQ(r.process_start_ticks, 777u);
+  EXPECT_EQ(r.clock_ref_wall_ns, 3000u);
+  EXPECT_EQ(r.ring_capacity, 64u);
+  EXPECT_EQ(r.max_rings, 2u);
+  EXPECT_EQ(r.overflow_capacity, 8u);
+  EXPECT_EQ(r.ring_stride, 8192u);
+  EXPECT_EQ(r.block_timeout_ms, 250u);
+  EXPECT_EQ(r.trace_id[15], 16);
+  EXPECT_EQ(r.parent_span_id, 0xabcdefu);
+  EXPECT_STREQ(r.exe, "/usr/bin/traced");
+  EXPECT_EQ(std::string(r.cmdline, r.cmdline_size), std::string("traced\0--fast", 13));
+  EXPECT_EQ(seg->name(), b.name());
+  EXPECT_EQ(seg->ring_count(), 2u);
+  EXPECT_EQ(seg->state(), abi::ProcessState::kExited);
+  EXPECT_EQ(seg->exit_status(), 3);
+  EXPECT_EQ(seg->errors_written(), 11u);
+  EXPECT_EQ(seg->errors_spilled(), 2u);
+  EXPECT_EQ(seg->no_ring_threads(), 5u);
+  EXPECT_EQ(seg->error_chunk_count(), 0u);
+  // Live fields are reloaded, the copy is not.
+  abi::atomic_store(h.state, static_cast<std::uint32_t>(abi::ProcessState::kCrashed),
+                    std::memory_order_release);
+  EXPECT_EQ(seg->state(), abi::ProcessState::kCrashed);
+  EXPECT_EQ(seg->header().state, static_cast<std::uint32_t>(abi::ProcessState::kExited));
+}
+
+TEST(ReaderHeader, NewerMinorAccepted) {
+  SegmentBuilder b;
+  b.header().abi_minor = abi::kAbiMinor + 1;
+  EXPECT_EQ(from_memory_error(b), "(accepted)");
+}
+
+TEST(ReaderHeader, ValidateHeaderUsesTheMappedSizeNotTheClaim) {
+  SegmentBuilder b;
+  EXPECT_TRUE(reader::validate_header(b.header(), b.size()));
+  auto small = reader::validate_header(b.header(), b.size() - 1);
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().message,
+            "invalid header: total_size " + std::to_string(b.size()) + " is larger than the " +
+                std::to_string(b.size() - 1) + " bytes mapped");
+}
+
+struct Corruption {
+  const char* name;
+  std::function<void(SegmentBuilder&)> corrupt;
+  std::string expected;  // substring of the error
+};
+
+class ReaderCorruption : public ::testing::TestWithParam<Corruption> {};
+
+TEST_P(ReaderCorruption, RejectedWithMessageNamingTheField) {
+  SegmentBuilder b;
+  GetParam().corrupt(b);
+  const std::string message = from_memory_error(b);
+  EXPECT_NE(message.find(GetParam().expected), std::string::npos) << message;
+  EXPECT_EQ(message.rfind("segment " , 0), 0u) << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, ReaderCorruption,
+    ::testing::Values(
+        Corruption{"BadMagic", [](SegmentBuilder& b) { b.header().magic = 0x1122334455667788; },
+                   "invalid header: bad magic 0x1122334455667788"},
+        Corruption{"ZeroMagic", [](SegmentBuilder& b) { b.header().magic = 0; },
+                   "not yet initialized (magic is 0)"},
+        Corruption{"OtherMajor", [](SegmentBuilder& b) { b.header().abi_major = 2; },
+                   "abi_major 2 is not supported"},
+        Corruption{"HeaderSize", [](SegmentBuilder& b) { b.header().header_size = 2048; },
+                   "header_size 2048, expected 4096"},
+        Corruption{"TotalSizeTooLarge",
+                   [](SegmentBuilder& b) { b.header().total_size = b.size() + 4096; },
+                   "is larger than the"},
+        Corruption{"StringsOutOfRange",
+                   [](SegmentBuilder& b) { b.header().strings_offset = b.size() - 64; },
+                   "strings_offset " },
+        Corruption{"StringsInsideHeader",
+                   [](SegmentBuilder& b) { b.header().strings_offset = 64; },
+                   "strings_offset 64 lies inside the header"},
+        Corruption{"OverflowOutOfRange",
+                   [](SegmentBuilder& b) { b.header().overflow_offset = 1ull << 62; },
+                   "overflow_offset 4611686018427387904 + size"},
+        Corruption{"Overlap",
+                   [](SegmentBuilder& b) { b.header().modules_offset = b.header().strings_offset + 64; },
+                   "strings region [4096, 8192) overlaps modules region"},
+        Corruption{"RingCapacityNotPowerOfTwo",
+                   [](SegmentBuilder& b) { b.header().ring_capacity = 48; },
+                   "ring_capacity 48 is not a power of two"},
+        Corruption{"RingCapacityZero", [](SegmentBuilder& b) { b.header().ring_capacity = 0; },
+                   "ring_capacity 0 is not a power of two"},
+        Corruption{"RingStrideTooSmall", [](SegmentBuilder& b) { b.header().ring_stride = 4096; },
+                   "ring_stride 4096 is too small for 64 records"},
+        Corruption{"RingStrideNotPage", [](SegmentBuilder& b) { b.header().ring_stride = 8200; },
+                   "ring_stride 8200 is not page-aligned"},
+        Corruption{"TooManyRings", [](SegmentBuilder& b) { b.header().max_rings = 1000; },
+                   "max_rings 1000 x ring_stride 8192 exceeds total_size"},
+        Corruption{"OverflowCapacity",
+                   [](SegmentBuilder& b) { b.header().overflow_capacity = 6; },
+                   "overflow_capacity 6 is not a power of two"},
+        Corruption{"OverflowTooSmall",
+                   [](SegmentBuilder& b) { b.header().overflow_capacity = 16; },
+                   "overflow_size 1216 is too small for 16 slots"},
+        Corruption{"ClockKind", [](SegmentBuilder& b) { b.header().clock_kind = 9; },
+                   "clock_kind 9 is unknown"},
+        Corruption{"Policy", [](SegmentBuilder& b) { b.header().policy = 7; },
+                   "policy 7 is unknown"},
+        Corruption{"MaxFrames", [](SegmentBuilder& b) { b.header().max_frames = 65; },
+                   "max_frames 65 exceeds 64"},
+        Corruption{"StringTableBytes",
+                   [](SegmentBuilder& b) { b.header().string_table_bytes = 2048; },
+                   "string_table_bytes 2048 differs from strings_size 4096"},
+        Corruption{"StringTableCapacity",
+                   [](SegmentBuilder& b) {
+                     b.at<abi::StringTableHeader>(b.header().strings_offset)->capacity = 1;
+                   },
+                   "string table capacity 1 differs from strings_size 4096"},
+        Corruption{"OverflowControlCapacity",
+                   [](SegmentBuilder& b) { b.overflow().capacity = 4; },
+                   "overflow control capacity 4 differs from overflow_capacity 8"},
+        Corruption{"ExeNotTerminated",
+                   [](SegmentBuilder& b) { std::memset(b.header().exe, 'x', sizeof b.header().exe); },
+                   "exe is not NUL-terminated"},
+        Corruption{"SpillDirNotTerminated",
+                   [](SegmentBuilder& b) {
+                     std::memset(b.header().spill_dir, 'x', sizeof b.header().spill_dir);
+                   },
+                   "spill_dir is not NUL-terminated"},
+        Corruption{"CmdlineSize", [](SegmentBuilder& b) { b.header().cmdline_size = 1021; },
+                   "cmdline_size 1021 exceeds 1020"},
+        Corruption{"ErrorChunkBytes",
+                   [](SegmentBuilder& b) { b.header().error_chunk_bytes = 100; },
+                   "error_chunk_bytes 100 is too small"}),
+    [](const ::testing::TestParamInfo<Corruption>& info) { return std::string(info.param.name); });
+
+// ---------------------------------------------------------------------------
+// Rings
+// ---------------------------------------------------------------------------
+std::vector<std::uint64_t> timestamps(const reader::RingBatch& batch) {
+  std::vector<std::uint64_t> out;
+  for (const abi::Record& r : batch.records) out.push_back(r.timestamp);
+  return out;
+}
+
+TEST(ReaderRing, ReadAndCommitWithWraparound) {
+  SegmentBuilder b(test::Geometry{.ring_capacity = 8});
+  Segment seg = open_memory(b);
+  for (std::uint64_t t = 100; t < 106; ++t) b.push(1, test::make_record(abi::RecordKind::kCounter, t));
+  auto first = seg.read_ring(1, 100);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->ring, 1u);
+  EXPECT_EQ(first->first_position, 0u);
+  EXPECT_EQ(first->end_position, 6u);
+  EXPECT_EQ(timestamps(*first), (std::vector<std::uint64_t>{100, 101, 102, 103, 104, 105}));
+  ASSERT_TRUE(seg.commit_ring(1, 6));
+  EXPECT_EQ(b.ring(1).tail, 6u);
+
+  // Positions 6..12 occupy slots 6, 7, 0, 1, 2, 3, 4.
+  for (std::uint64_t t = 106; t < 113; ++t) b.push(1, test::make_record(abi::RecordKind::kCounter, t));
+  auto part = seg.read_ring(1, 3);
+  ASSERT_TRUE(part);
+  EXPECT_EQ(part->first_position, 6u);
+  EXPECT_EQ(part->end_position, 9u);
+  EXPECT_EQ(timestamps(*part), (std::vector<std::uint64_t>{106, 107, 108}));
+  ASSERT_TRUE(seg.commit_ring(1, 9));
+  auto rest = seg.read_ring(1, 100);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->first_position, 9u);
+  EXPECT_EQ(rest->end_position, 13u);
+  EXPECT_EQ(timestamps(*rest), (std::vector<std::uint64_t>{109, 110, 111, 112}));
+  // An uncommitted read is repeated.
+  auto again = seg.read_ring(1, 100);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(timestamps(*again), timestamps(*rest));
+  EXPECT_TRUE(seg.commit_ring(1, 13));
+  auto empty = seg.read_ring(1, 100);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->records.empty());
+  EXPECT_EQ(empty->first_position, 13u);
+  // Ring 0 was never touched.
+  auto zero = seg.read_ring(0, 100);
+  ASSERT_TRUE(zero);
+  EXPECT_TRUE(zero->records.empty());
+}
+
+TEST(ReaderRing, CommitRefusesPositionsOutsideTailAndHead) {
+  SegmentBuilder b(test::Geometry{.ring_capacity = 8});
+  Segment seg = open_memory(b);
+  for (std::uint64_t t = 0; t < 4; ++t) b.push(0, test::make_record(abi::RecordKind::kCounter, t));
+  auto beyond = seg.commit_ring(0, 5);
+  ASSERT_FALSE(beyond);
+  EXPECT_NE(beyond.error().message.find("ring 0: commit position 5 outside [tail 0, head 4]"),
+            std::string::npos)
+      << beyond.error().message;
+  ASSERT_TRUE(seg.commit_ring(0, 3));
+  auto before = seg.commit_ring(0, 2);
+  ASSERT_FALSE(before);
+  EXPECT_NE(before.error().message.find("commit position 2 outside [tail 3, head 4]"),
+            std::string::npos);
+  EXPECT_EQ(b.ring(0).tail, 3u);
+}
+
+TEST(ReaderRing, ReadOnlyAccessCannotCommit) {
+  SegmentBuilder b(test::Geometry{.ring_capacity = 8});
+  Segment seg = open_memory(b, Access::kReadOnly);
+  b.push(0, test::make_record(abi::RecordKind::kCounter, 1));
+  auto ok = seg.commit_ring(0, 1);
+  ASSERT_FALSE(ok);
+  EXPECT_NE(ok.error().message.find("commit_ring needs consume access"), std::string::npos);
+  EXPECT_EQ(b.ring(0).tail, 0u);
+  seg.heartbeat();  // a no-op without consume access
+  EXPECT_EQ(b.header().drain_heartbeat_ns, 0u);
+}
+
+TEST(ReaderRing, HeadTooFarAheadOfTailIsUntrusted) {
+  SegmentBuilder b(test::Geometry{.ring_capacity = 8});
+  Segment seg = open_memory(b);
+  b.ring(0).tail = 10;
+  b.ring(0).head = 19;
+  auto far = seg.read_ring(0, 100);
+  ASSERT_FALSE(far);
+  EXPECT_NE(far.error().message.find("ring 0 untrusted: head 19 - tail 10 exceeds capacity 8"),
+            std::string::npos)
+      << far.error().message;
+  b.ring(0).head = 9;
+  auto behind = seg.read_ring(0, 100);
+  ASSERT_FALSE(behind);
+  EXPECT_NE(behind.error().message.find("untrusted: head 9 - tail 10"), std::string::npos);
+  b.ring(0).head = 18;  // exactly full is fine
+  auto full = seg.read_ring(0, 100);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->records.size(), 8u);
+}
+
+TEST(ReaderRing, RingIndexOutOfRange) {
+  SegmentBuilder b;
+  Segment seg = open_memory(b);
+  auto bad = seg.read_ring(2, 1);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("ring 2 out of range (max_rings 2)"), std::string::npos);
+  EXPECT_FALSE(seg.ring_info(2));
+  EXPECT_FALSE(seg.commit_ring(7, 0));
+}
+
+TEST(ReaderRing, RingInfoSnapshot) {
+  SegmentBuilder b;
+  abi::RingControl& c = b.ring(1);
+  c.state = static_cast<std::uint32_t>(abi::RingState::kReleased);
+  c.generation = 3;
+  c.tid = 1234;
+  std::memcpy(c.thread_name, "worker-7", 8);
+  c.overflowed = 2;
+  c.dropped = 1;
+  c.blocked_ns = 99;
+  c.head = 40;
+  c.tail = 38;
+  Segment seg = open_memory(b);
+  auto info = seg.ring_info(1);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->index, 1u);
+  EXPECT_EQ(info->state, abi::RingState::kReleased);
+  EXPECT_EQ(info->generation, 3u);
+  EXPECT_EQ(info->tid, 1234u);
+  EXPECT_EQ(info->thread_name, "worker-7");
+  EXPECT_EQ(info->head, 40u);
+  EXPECT_EQ(info->tail, 38u);
+  EXPECT_EQ(info->written, 40u);
+  EXPECT_EQ(info->overflowed, 2u);
+  EXPECT_EQ(info->dropped, 1u);
+  EXPECT_EQ(info->blocked_ns, 99u);
+  std::memset(c.thread_name, 'n', sizeof c.thread_name);  // no NUL: cut at 16
+  c.state = 9;
+  auto bad = seg.ring_info(1);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("ring 1 state 9 is unknown"), std::string::npos);
+  c.state = 1;
+  EXPECT_EQ(seg.ring_info(1)->thread_name, std::string(16, 'n'));
+}
+
+TEST(ReaderRing, HeartbeatPublishesPidAndTime) {
+  SegmentBuilder b;
+  Segment seg = open_memory(b);
+  seg.heartbeat();
+  EXPECT_EQ(b.header().drain_pid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_GT(b.header().drain_heartbeat_ns, 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Strings
+// ---------------------------------------------------------------------------
+TEST(ReaderStrings, InternedStringsAndFlags) {
+  SegmentBuilder b;
+  const std::uint32_t alpha = b.intern("alpha");
+  const std::uint32_t secret = b.intern("password", abi::kStringSensitive);
+  const std::uint32_t empty = b.intern("");
+  Segment seg = open_memory(b);
+  EXPECT_EQ(alpha, 64u);
+  EXPECT_EQ(secret, 76u);
+  EXPECT_EQ(*seg.string(alpha), "alpha");
+  EXPECT_EQ(*seg.string(secret), "password");
+  EXPECT_EQ(*seg.string(empty), "");
+  EXPECT_EQ(*seg.string(0), "");
+  EXPECT_EQ(*seg.string_flags(secret), abi::kStringSensitive);
+  EXPECT_EQ(*seg.string_flags(alpha), 0);
+  // Served from the reader's copy once read: a later scribble is not seen.
+  std::memcpy(b.base() + b.header().strings_offset + alpha + 4, "XXXXX", 5);
+  EXPECT_EQ(*seg.string(alpha), "alpha");
+}
+
+TEST(ReaderStrings, BadIdsRejected) {
+  SegmentBuilder b;
+  const std::uint32_t ok = b.intern("ok");
+  const std::uint32_t pending = b.intern("pending", 0, /*ready=*/false);
+  const std::uint32_t long_one = b.intern("long");
+  Segment seg = open_memory(b);
+  auto out = seg.string(4000);
+  ASSERT_FALSE(out);
+  EXPECT_NE(out.error().message.find("string id 4000 is out of range (table used 92)"),
+            std::string::npos)
+      << out.error().message;
+  auto misaligned = seg.string(ok + 2);
+  ASSERT_FALSE(misaligned);
+  EXPECT_NE(misaligned.error().message.find("is misaligned"), std::string::npos);
+  EXPECT_FALSE(seg.string(8));  // inside the table header
+  auto not_ready = seg.string(pending);
+  ASSERT_FALSE(not_ready);
+  EXPECT_NE(not_ready.error().message.find("string id " + std::to_string(pending) + " is not ready"),
+            std::string::npos);
+  EXPECT_FALSE(seg.string_flags(pending));
+  b.string_entry(long_one).length = 200;  // past `used`
+  auto past = seg.string(long_one);
+  ASSERT_FALSE(past);
+  EXPECT_NE(past.error().message.find("length 200 runs past the end of the table"),
+            std::string::npos)
+      << past.error().message;
+}
+
+// ---------------------------------------------------------------------------
+// Overflow
+// ---------------------------------------------------------------------------
+std::vector<abi::Record> counters(std::uint64_t first, std::size_t n) {
+  std::vector<abi::Record> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(test::make_record(abi::RecordKind::kCounter, first + i));
+  }
+  return out;
+}
+
+TEST(ReaderOverflow, GroupsReadWholeOnlyWhenComplete) {
+  SegmentBuilder b;  // overflow capacity 8
+  Segment seg = open_memory(b);
+  const auto group = counters(500, 3);
+  b.push_overflow_group(group, 1, 4, 777, /*publish=*/2);
+  auto partial = seg.read_overflow(100);
+  ASSERT_TRUE(partial) << partial.error().message;
+  EXPECT_TRUE(partial->entries.empty());
+  EXPECT_EQ(partial->first_position, 0u);
+  EXPECT_EQ(partial->end_position, 0u);
+
+  b.publish_overflow(2);
+  auto whole = seg.read_overflow(100);
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->entries.size(), 3u);
+  EXPECT_EQ(whole->end_position, 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(whole->entries[k].position, k);
+    EXPECT_EQ(whole->entries[k].ring_index, 1u);
+    EXPECT_EQ(whole->entries[k].generation, 4u);
+    EXPECT_EQ(whole->entries[k].tid, 777u);
+    EXPECT_EQ(whole->entries[k].record.timestamp, 500 + k);
+  }
+  ASSERT_TRUE(seg.commit_overflow(*whole));
+  EXPECT_EQ(b.overflow().dequeue_pos, 3u);
+  for (std::uint64_t p = 0; p < 3; ++p) EXPECT_EQ(b.overflow_slot(p).sequence, 2u);
+  EXPECT_EQ(b.overflow_slot(3).sequence, 0u);
+  // Committing the same batch twice is refused.
+  auto twice = seg.commit_overflow(*whole);
+  ASSERT_FALSE(twice);
+  EXPECT_NE(twice.error().message.find("does not start at dequeue_pos 3"), std::string::npos);
+}
+
+TEST(ReaderOverflow, WholeGroupsAcrossLapsAndBatchLimits) {
+  SegmentBuilder b;
+  Segment seg = open_memory(b);
+  // Lap 0: positions 0..5 in two groups of 3, committed.
+  b.push_overflow_group(counters(0, 3), 0, 1, 10);
+  b.push_overflow_group(counters(3, 3), 0, 1, 10);
+  auto limited = seg.read_overflow(4);  // the second group does not fit whole
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->entries.size(), 3u);
+  ASSERT_TRUE(seg.commit_overflow(*limited));
+  auto second = seg.read_overflow(4);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->first_position, 3u);
+  EXPECT_EQ(second->end_position, 6u);
+  ASSERT_TRUE(seg.commit_overflow(*second));
+  // Positions 6..10 wrap into lap 1 (slots 6, 7, 0, 1, 2).
+  b.push_overflow_group(counters(6, 5), 1, 2, 20);
+  auto wrapped = seg.read_overflow(100);
+  ASSERT_TRUE(wrapped) << wrapped.error().message;
+  ASSERT_EQ(wrapped->entries.size(), 5u);
+  EXPECT_EQ(wrapped->entries[4].position, 10u);
+  EXPECT_EQ(wrapped->entries[4].record.timestamp, 10u);
+  ASSERT_TRUE(seg.commit_overflow(*wrapped));
+  EXPECT_EQ(b.overflow_slot(7).sequence, 2u);  // position 7, lap 0 -> free for lap 1
+  EXPECT_EQ(b.overflow_slot(8).sequence, 4u);  // position 8, lap 1 -> free for lap 2
+  EXPECT_EQ(b.overflow().dequeue_pos, 11u);
+  // A group larger than the batch limit is still taken alone.
+  b.push_overflow_group(counters(11, 4), 0, 1, 10);
+  auto big = seg.read_overflow(2);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->entries.size(), 4u);
+}
+
+TEST(ReaderOverflow, BadGroupCountsAndSequencesRejected) {
+  SegmentBuilder b;
+  Segment seg = open_memory(b);
+  b.push_overflow_group(counters(0, 1), 0, 1, 10);
+  b.overflow_slot(0).group_count = 0;
+  auto zero = seg.read_overflow(10);
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().message.find("overflow group at position 0: group_count 0"),
+            std::string::npos)
+      << zero.error().message;
+  b.overflow_slot(0).group_count = 9;
+  auto big = seg.read_overflow(10);
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().message.find("group_count 9 / group_index 0 invalid (capacity 8)"),
+            std::string::npos);
+  b.overflow_slot(0).group_count = 1;
+  b.overflow_slot(0).sequence = 5;  // lap 2 while the consumer is at lap 0
+  auto seq = seg.read_overflow(10);
+  ASSERT_FALSE(seq);
+  EXPECT_NE(seq.error().message.find("overflow slot 0 sequence 5 is invalid at position 0"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Error area
+// ---------------------------------------------------------------------------
+ErrorSpec error_spec(std::uint64_t sequence) {
+  ErrorSpec s;
+  s.sequence = sequence;
+  s.kind = abi::ErrorKind::kException;
+  s.timestamp = 1000 + sequence;
+  s.span_id = 50 + sequence;
+  s.tid = 9;
+  s.frames = {0x401000 + sequence, 0x402000};
+  s.type = "std::runtime_error";
+  s.message = "failure " + std::to_string(sequence);
+  s.preview = "x=1";
+  return s;
+}
+
+std::vector<std::uint64_t> sequences(const reader::ErrorBatch& batch) {
+  std::vector<std::uint64_t> out;
+  for (const reader::ErrorRecord& e : batch.errors) out.push_back(e.sequence);
+  return out;
+}
+
+TEST(ReaderErrors, TwoChunksThenSpillFileInOrder) {
+  SegmentBuilder b;
+  test::TempDir spill;
+  test::set_spill_dir(b, spill.path());
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  chunk0.append(error_spec(2));
+  chunk0.pad();
+  ErrorChunkWriter chunk1(b, 1);
+  chunk1.append(error_spec(3));
+  const std::uint32_t fourth = chunk1.append(error_spec(4));
+  const auto e5 = test::encode_error(error_spec(5));
+  const auto e6 = test::encode_error(error_spec(6));
+  const std::string spill_path = spill.path() + "/" + b.name() + abi::kSpillSuffix;
+  test::append_to_file(spill_path, e5);
+  test::append_to_file(spill_path, e6);
+
+  Segment seg = open_memory(b);
+  EXPECT_EQ(seg.error_chunk_count(), 2u);
+  auto all = seg.read_errors({}, 100);
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(sequences(*all), (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(all->next.chunk, 1u);
+  EXPECT_EQ(all->next.offset, fourth + test::encode_error(error_spec(4)).size());
+  EXPECT_EQ(all->next.spill_offset, e5.size() + e6.size());
+  const reader::ErrorRecord& first = all->errors[0];
+  EXPECT_EQ(first.kind, abi::ErrorKind::kException);
+  EXPECT_EQ(first.timestamp, 1001u);
+  EXPECT_EQ(first.span_id, 51u);
+  EXPECT_EQ(first.tid, 9u);
+  EXPECT_EQ(first.frames, (std::vector<std::uint64_t>{0x401001, 0x402000}));
+  EXPECT_EQ(first.type, "std::runtime_error");
+  EXPECT_EQ(first.message, "failure 1");
+  EXPECT_EQ(first.preview, "x=1");
+  EXPECT_EQ(all->errors[5].message, "failure 6");
+
+  // In small batches, resuming from the cursor.
+  auto a = seg.read_errors({}, 3);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(sequences(*a), (std::vector<std::uint64_t>{1, 2, 3}));
+  auto rest = seg.read_errors(a->next, 3);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(sequences(*rest), (std::vector<std::uint64_t>{4, 5, 6}));
+  // Nothing new; then one more in chunk 1 and one more spilled.
+  auto none = seg.read_errors(rest->next, 10);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->errors.empty());
+  chunk1.append(error_spec(7));
+  test::append_to_file(spill_path, test::encode_error(error_spec(8)));
+  auto more = seg.read_errors(none->next, 10);
+  ASSERT_TRUE(more);
+  EXPECT_EQ(sequences(*more), (std::vector<std::uint64_t>{7, 8}));
+}
+
+TEST(ReaderErrors, StopsAtEntryStillBeingWrittenAndAtTornSpillTail) {
+  SegmentBuilder b;
+  test::TempDir spill;
+  test::set_spill_dir(b, spill.path());
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  chunk0.append(error_spec(2), /*commit=*/false);
+  chunk0.append(error_spec(3));
+  const std::string spill_path = spill.path() + "/" + b.name() + abi::kSpillSuffix;
+  auto torn = test::encode_error(error_spec(4));
+  torn.resize(torn.size() - 8);
+  test::append_to_file(spill_path, torn);
+  Segment seg = open_memory(b);
+  auto batch = seg.read_errors({}, 10);
+  ASSERT_TRUE(batch) << batch.error().message;
+  EXPECT_EQ(sequences(*batch), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(batch->next.spill_offset, 0u);
+  // The writer finishes: both streams continue.
+  abi::atomic_store(*reinterpret_cast<std::uint32_t*>(chunk0.data() + batch->next.offset),
+                    static_cast<std::uint32_t>(abi::ErrorState::kCommitted),
+                    std::memory_order_release);
+  ::truncate(spill_path.c_str(), 0);
+  test::append_to_file(spill_path, test::encode_error(error_spec(4)));
+  auto after = seg.read_errors(batch->next, 10);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(sequences(*after), (std::vector<std::uint64_t>{2, 3, 4}));
+}
+
+TEST(ReaderErrors, InvalidEntriesNameChunkAndOffset) {
+  SegmentBuilder b;
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  auto bytes = test::encode_error(error_spec(2));
+  abi::ErrorEntry e{};
+  std::memcpy(&e, bytes.data(), sizeof e);
+  e.size = 100;  // not a multiple of 8
+  std::memcpy(bytes.data(), &e, sizeof e);
+  const std::uint32_t offset = chunk0.append_bytes(bytes);
+  Segment seg = open_memory(b);
+  auto bad_size = seg.read_errors({}, 10);
+  ASSERT_FALSE(bad_size);
+  EXPECT_NE(bad_size.error().message.find("error chunk 0 offset " + std::to_string(offset) +
+                                          ": invalid error entry: size 100 is not a multiple of 8"),
+            std::string::npos)
+      << bad_size.error().message;
+
+  e.size = static_cast<std::uint32_t>(bytes.size());
+  e.frame_count = 65;
+  std::memcpy(chunk0.data() + offset, &e, sizeof e);
+  auto frames = seg.read_errors({}, 10);
+  ASSERT_FALSE(frames);
+  EXPECT_NE(frames.error().message.find("invalid error entry: frame_count 65 exceeds 64"),
+            std::string::npos)
+      << frames.error().message;
+
+  e.frame_count = 20;  // within the limit, but more than the entry holds
+  std::memcpy(chunk0.data() + offset, &e, sizeof e);
+  auto overrun = seg.read_errors({}, 10);
+  ASSERT_FALSE(overrun);
+  EXPECT_NE(overrun.error().message.find("frames and text need"), std::string::npos);
+
+  e.frame_count = 2;
+  e.size = 8192;  // past the chunk's end
+  std::memcpy(chunk0.data() + offset, &e, sizeof e);
+  auto past = seg.read_errors({}, 10);
+  ASSERT_FALSE(past);
+  EXPECT_NE(past.error().message.find("size 8192 runs past the end"), std::string::npos);
+}
+
+TEST(ReaderErrors, ChunkHeaderChecked) {
+  SegmentBuilder b;
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  chunk0.header().segment_nonce ^= 1;
+  Segment seg = open_memory(b);
+  auto wrong = seg.read_errors({}, 10);
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("error chunk 0 (/dev/shm/" + chunk0.name() +
+                                       "): segment_nonce does not match"),
+            std::string::npos)
+      << wrong.error().message;
+  chunk0.header().segment_nonce ^= 1;
+  chunk0.header().index = 3;
+  Segment seg2 = open_memory(b);
+  auto index = seg2.read_errors({}, 10);
+  ASSERT_FALSE(index);
+  EXPECT_NE(index.error().message.find("index 3 in header"), std::string::npos);
+}
+
+TEST(ReaderErrors, MissingChunkAndBadCursorAreErrors) {
+  SegmentBuilder b;
+  b.header().error_chunk_count = 1;  // counted, never created
+  Segment seg = open_memory(b);
+  auto missing = seg.read_errors({}, 10);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("error chunk /dev/shm/" + b.name() +
+                                         ".err.0: cannot open: No such file or directory"),
+            std::string::npos)
+      << missing.error().message;
+  ErrorChunkWriter chunk0(b, 0);
+  reader::ErrorCursor odd;
+  odd.offset = 68;  // not 8-aligned
+  auto bad = seg.read_errors(odd, 10);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("error chunk 0 offset 68: cursor offset out of range"),
+            std::string::npos)
+      << bad.error().message;
+}
+
+// ---------------------------------------------------------------------------
+// Attaching to real shm objects, listing and unlinking
+// ---------------------------------------------------------------------------
+std::unique_ptr<ShmObject> publish_segment(const SegmentBuilder& b) {
+  auto shm = std::make_unique<ShmObject>(b.name(), b.size());
+  std::memcpy(shm->data(), b.base(), b.size());
+  return shm;
+}
+
+TEST(ReaderAttach, AttachesToARealSegment) {
+  SegmentBuilder b;
+  b.push(0, test::make_record(abi::RecordKind::kCounter, 42));
+  auto shm = publish_segment(b);
+  for (Access access : {Access::kReadOnly, Access::kConsume}) {
+    auto seg = Segment::attach(b.name(), access);
+    ASSERT_TRUE(seg) << seg.error().message;
+    EXPECT_EQ(seg->name(), b.name());
+    EXPECT_EQ(0, std::memcmp(&seg->header(), b.base(), sizeof(abi::SegmentHeader)));
+    auto batch = seg->read_ring(0, 10);
+    ASSERT_TRUE(batch);
+    ASSERT_EQ(batch->records.size(), 1u);
+    EXPECT_EQ(batch->records[0].timestamp, 42u);
+  }
+  auto consumer = Segment::attach(b.name(), Access::kConsume);
+  ASSERT_TRUE(consumer);
+  ASSERT_TRUE(consumer->commit_ring(0, 1));
+  EXPECT_EQ(reinterpret_cast<abi::RingControl*>(shm->data() + abi::ring_offset(b.header(), 0))->tail,
+            1u);
+}
+
+TEST(ReaderAttach, RefusesSymlink) {
+  SegmentBuilder b;
+  ShmObject target("shmtrace-target-" + std::to_string(b.header().nonce), b.size());
+  std::memcpy(target.data(), b.base(), b.size());
+  const std::string link = "/dev/shm/" + b.name();
+  ASSERT_EQ(::symlink(target.path().c_str(), link.c_str()), 0);
+  auto seg = Segment::attach(b.name(), Access::kReadOnly);
+  auto listing = reader::list_segments(b.header().pid);
+  ::unlink(link.c_str());
+  ASSERT_FALSE(seg);
+  EXPECT_EQ(seg.error().message, "segment " + link + ": is a symbolic link, refused");
+  ASSERT_TRUE(listing);
+  for (const auto& entry : *listing) EXPECT_NE(entry.name, b.name());
+}
+
+TEST(ReaderAttach, RefusesOtherOwner) {
+  SegmentBuilder b;
+  auto shm = publish_segment(b);
+  ASSERT_EQ(::fchown(shm->fd(), 65534, 65534), 0);
+  auto seg = Segment::attach(b.name(), Access::kReadOnly);
+  ASSERT_FALSE(seg);
+  EXPECT_EQ(seg.error().message, "segment " + shm->path() + ": owned by uid 65534, only uid " +
+                                     std::to_string(::geteuid()) + " is permitted, refused");
+  // Permitted explicitly, it attaches.
+  auto allowed = Segment::attach(b.name(), Access::kReadOnly, 65534u);
+  EXPECT_TRUE(allowed) << allowed.error().message;
+}
+
+TEST(ReaderAttach, RefusesTooSmallUninitializedAndMismatchedName) {
+  SegmentBuilder b;
+  {
+    ShmObject tiny(b.name(), 100);
+    auto seg = Segment::attach(b.name(), Access::kReadOnly);
+    ASSERT_FALSE(seg);
+    EXPECT_EQ(seg.error().message,
+              "segment " + tiny.path() + ": file size 100 is smaller than the minimum 4096");
+  }
+  {
+    ShmObject blank(b.name(), b.size());
+    auto seg = Segment::attach(b.name(), Access::kReadOnly);
+    ASSERT_FALSE(seg);
+    EXPECT_EQ(seg.error().message, "segment " + b.name() + ": not yet initialized (magic is 0)");
+  }
+  {
+    const std::string other = test::make_segment_name(b.header().pid, b.header().nonce + 1);
+    ShmObject wrong(other, b.size());
+    std::memcpy(wrong.data(), b.base(), b.size());
+    auto seg = Segment::attach(other, Access::kReadOnly);
+    ASSERT_FALSE(seg);
+    EXPECT_NE(seg.error().message.find("nonce do not match the name"), std::string::npos);
+  }
+  auto missing = Segment::attach(b.name(), Access::kReadOnly);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("cannot open: No such file or directory"),
+            std::string::npos);
+  EXPECT_FALSE(Segment::attach("../etc/passwd", Access::kReadOnly));
+}
+
+TEST(ReaderAttach, ListSegmentsSkipsChunksAndOtherNames) {
+  SegmentBuilder b;
+  auto shm = publish_segment(b);
+  ErrorChunkWriter chunk0(b, 0);
+  ShmObject odd("shmtrace.notapid.0000000000000000", 64);
+  auto listing = reader::list_segments();
+  ASSERT_TRUE(listing) << listing.error().message;
+  int found = 0;
+  for (const auto& entry : *listing) {
+    EXPECT_EQ(entry.name.find(".err."), std::string::npos);
+    EXPECT_NE(entry.name, odd.name());
+    if (entry.name == b.name()) {
+      ++found;
+      EXPECT_EQ(entry.pid, b.header().pid);
+      EXPECT_EQ(entry.owner_uid, static_cast<std::uint32_t>(::geteuid()));
+    }
+  }
+  EXPECT_EQ(found, 1);
+  auto other_pid = reader::list_segments(b.header().pid + 1);
+  ASSERT_TRUE(other_pid);
+  for (const auto& entry : *other_pid) EXPECT_NE(entry.name, b.name());
+}
+
+TEST(ReaderAttach, UnlinkRemovesSegmentChunksAndSpill) {
+  SegmentBuilder b;
+  test::TempDir spill;
+  test::set_spill_dir(b, spill.path());
+  ErrorChunkWriter chunk0(b, 0);
+  ErrorChunkWriter chunk1(b, 1);
+  ErrorChunkWriter chunk2(b, 2, /*count_it=*/false);  // created, count not yet raised
+  const std::string spill_path = spill.path() + "/" + b.name() + abi::kSpillSuffix;
+  test::append_to_file(spill_path, test::encode_error(error_spec(1)));
+  auto shm = publish_segment(b);
+  auto seg = Segment::attach(b.name(), Access::kConsume);
+  ASSERT_TRUE(seg) << seg.error().message;
+  ASSERT_TRUE(seg->unlink());
+  EXPECT_FALSE(shm_exists(b.name()));
+  EXPECT_FALSE(shm_exists(chunk0.name()));
+  EXPECT_FALSE(shm_exists(chunk1.name()));
+  EXPECT_FALSE(shm_exists(chunk2.name()));
+  EXPECT_NE(::access(spill_path.c_str(), F_OK), 0);
+  EXPECT_TRUE(seg->unlink());  // nothing left: still fine
+}
+
+TEST(ReaderAttach, UnlinkSurvivesAHostileChunkCount) {
+  SegmentBuilder b;
+  ErrorChunkWriter chunk0(b, 0);
+  b.header().error_chunk_count = 0xffffffffu;
+  Segment seg = open_memory(b);
+  EXPECT_TRUE(seg.unlink());  // stops after a run of missing chunks
+  EXPECT_FALSE(shm_exists(chunk0.name()));
+}
+
+// ---------------------------------------------------------------------------
+// Clock conversion
+// ---------------------------------------------------------------------------
+TEST(ReaderClock, MonotonicTicksAreNanoseconds) {
+  abi::SegmentHeader h{};
+  h.clock_kind = static_cast<std::uint32_t>(abi::ClockKind::kMonotonicNs);
+  h.clock_ref_ticks = 1'000'000;
+  h.clock_ref_wall_ns = 1'700'000'000'000'000'000;
+  reader::ClockConverter clock(h);
+  EXPECT_EQ(clock.ticks_per_ns(), 1.0);
+  EXPECT_EQ(clock.to_wall_ns(1'000'500), 1'700'000'000'000'000'500);
+  EXPECT_EQ(clock.to_wall_ns(999'000), 1'699'999'999'999'999'000);  // before the reference
+  EXPECT_EQ(clock.duration_ns(100, 350), 250);
+}
+
+TEST(ReaderClock, TscWithKnownRate) {
+  abi::SegmentHeader h{};
+  h.clock_kind = static_cast<std::uint32_t>(abi::ClockKind::kTsc);
+  h.ticks_per_second = 2'000'000'000;
+  h.clock_ref_ticks = 10'000;
+  h.clock_ref_wall_ns = 5'000'000;
+  reader::ClockConverter clock(h);
+  EXPECT_DOUBLE_EQ(clock.ticks_per_ns(), 2.0);
+  EXPECT_EQ(clock.to_wall_ns(12'000), 5'001'000);
+  EXPECT_EQ(clock.to_wall_ns(8'000), 4'999'000);
+  EXPECT_EQ(clock.duration_ns(0, 3'000), 1'500);
+}
+
+TEST(ReaderClock, TscCalibratedWhenRateUnknown) {
+  abi::SegmentHeader h{};
+  h.clock_kind = static_cast<std::uint32_t>(abi::ClockKind::kTsc);
+  reader::ClockConverter clock(h);
+  // Any real TSC runs between 100 MHz and 10 GHz.
+  EXPECT_GT(clock.ticks_per_ns(), 0.1);
+  EXPECT_LT(clock.ticks_per_ns(), 10.0);
+  reader::ClockConverter again(h);  // calibrated once per process
+  EXPECT_EQ(again.ticks_per_ns(), clock.ticks_per_ns());
+}
+
+}  // namespace
+}  // namespace shmtrace

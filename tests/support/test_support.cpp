@@ -1,0 +1,254 @@
+#include "support/test_support.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+extern char** environ;
+
+namespace shmtrace::test {
+
+std::string program_path(const std::string& name) { return std::string(SHMTRACE_PROGRAM_DIR) + "/" + name; }
+
+Child Child::start(const std::vector<std::string>& argv, const std::vector<EnvChange>& env) {
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  // Build argv/envp before fork: the child only calls async-signal-safe functions.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    const bool changed = std::any_of(env.begin(), env.end(), [&](const EnvChange& c) { return c.name == key; });
+    if (!changed) env_strings.push_back(entry);
+  }
+  for (const EnvChange& c : env) {
+    if (!c.erase) env_strings.push_back(c.name + "=" + c.value);
+  }
+  std::vector<char*> envp;
+  for (std::string& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = argv;
+  std::vector<char*> argp;
+  for (std::string& s : args) argp.push_back(s.data());
+  argp.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err[1], STDERR_FILENO);
+    ::execve(argp[0], argp.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Child c;
+  c.pid_ = pid;
+  c.out_fd_ = out[0];
+  c.err_fd_ = err[0];
+  return c;
+}
+
+Child::Child(Child&& o) noexcept
+    : pid_(std::exchange(o.pid_, 0)),
+      early_out_(std::move(o.early_out_)),
+      out_fd_(std::exchange(o.out_fd_, -1)),
+      err_fd_(std::exchange(o.err_fd_, -1)) {}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    (void)wait();
+  }
+}
+
+bool Child::wait_for_output(const std::string& text, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  while (early_out_.find(text) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{out_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t n = ::read(out_fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    early_out_.append(buf, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+RunResult Child::wait() {
+  RunResult r;
+  r.pid = pid_;
+  r.out = std::move(early_out_);
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  out_fd_ = err_fd_ = -1;
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  pid_ = 0;
+  return r;
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<EnvChange>& env) {
+  return Child::start(argv, env).wait();
+}
+
+std::string find_segment(pid_t pid, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto listed = reader::list_segments(static_cast<std::uint32_t>(pid));
+    if (listed && !listed->empty()) return listed->front().name;
+    if (std::chrono::steady_clock::now() > deadline) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+SegmentGuard::~SegmentGuard() {
+  if (name_.empty()) return;
+  if (auto s = reader::Segment::attach(name_, reader::Access::kReadOnly)) (void)s->unlink();
+}
+
+void remove_segments_of(pid_t pid) {
+  auto listed = reader::list_segments(static_cast<std::uint32_t>(pid));
+  if (!listed) return;
+  for (const auto& l : *listed) SegmentGuard guard(l.name);
+}
+
+reader::Segment attach_consumer(const std::string& name) {
+  auto s = reader::Segment::attach(name, reader::Access::kConsume);
+  if (!s) throw std::runtime_error("attach " + name + ": " + s.error().message);
+  return std::move(*s);
+}
+
+namespace {
+
+// One pass over rings, overflow and errors; returns whether anything moved.
+reader::Result<bool> drain_once(reader::Segment& segment, Drained& out, reader::ErrorCursor& cursor,
+                                std::map<std::uint64_t, std::uint32_t>& ring_tid) {
+  bool moved = false;
+  for (std::uint32_t ring = 0; ring < segment.ring_count(); ++ring) {
+    for (;;) {
+      auto batch = segment.read_ring(ring, 65536);
+      if (!batch) return std::unexpected(batch.error());
+      if (batch->records.empty()) break;
+      moved = true;
+      out.ring_records += batch->records.size();
+      auto decoded = reader::decode(batch->records, out.stats);
+      for (auto& d : decoded) {
+        if (d.kind == abi::RecordKind::kThreadStart) ring_tid[ring] = static_cast<std::uint32_t>(d.aux);
+        out.by_tid[ring_tid[ring]].push_back(d);
+        out.records.push_back(std::move(d));
+      }
+      if (auto c = segment.commit_ring(ring, batch->end_position); !c) return std::unexpected(c.error());
+    }
+  }
+  for (;;) {
+    auto batch = segment.read_overflow(65536);
+    if (!batch) return std::unexpected(batch.error());
+    if (batch->entries.empty()) break;
+    moved = true;
+    out.overflow_records += batch->entries.size();
+    // Decode each producer's group separately: groups of different threads interleave.
+    std::size_t i = 0;
+    while (i < batch->entries.size()) {
+      std::vector<abi::Record> group{batch->entries[i].record};
+      const std::uint32_t tid = batch->entries[i].tid;
+      std::size_t j = i + 1;
+      while (j < batch->entries.size() && batch->entries[j].record.kind ==
+                                              static_cast<std::uint8_t>(abi::RecordKind::kContinuation) &&
+             batch->entries[j].tid == tid) {
+        group.push_back(batch->entries[j].record);
+        ++j;
+      }
+      for (auto& d : reader::decode(group, out.stats)) {
+        out.by_tid[tid].push_back(d);
+        out.records.push_back(std::move(d));
+      }
+      i = j;
+    }
+    if (auto c = segment.commit_overflow(*batch); !c) return std::unexpected(c.error());
+  }
+  for (;;) {
+    auto errors = segment.read_errors(cursor, 100000);
+    if (!errors) return std::unexpected(errors.error());
+    if (errors->errors.empty()) break;
+    moved = true;
+    cursor = errors->next;
+    for (auto& e : errors->errors) out.errors.push_back(std::move(e));
+  }
+  return moved;
+}
+
+void order_by_time(Drained& out) {
+  for (auto& [tid, records] : out.by_tid) {
+    std::stable_sort(records.begin(), records.end(),
+                     [](const reader::DecodedRecord& a, const reader::DecodedRecord& b) {
+                       return a.timestamp < b.timestamp;
+                     });
+  }
+}
+
+}  // namespace
+
+reader::Result<Drained> drain_segment(reader::Segment& segment) {
+  return drain_until(segment, [] { return false; });
+}
+
+reader::Result<Drained> drain_until(reader::Segment& segment, const std::function<bool()>& running) {
+  Drained out;
+  reader::ErrorCursor cursor;
+  std::map<std::uint64_t, std::uint32_t> ring_tid;
+  for (;;) {
+    const bool still_running = running();
+    segment.heartbeat();
+    auto moved = drain_once(segment, out, cursor, ring_tid);
+    if (!moved) return std::unexpected(moved.error());
+    if (!still_running) {
+      // One last pass after the producer stopped: nothing can appear later.
+      while (true) {
+        auto again = drain_once(segment, out, cursor, ring_tid);
+        if (!again) return std::unexpected(again.error());
+        if (!*again) break;
+      }
+      break;
+    }
+    if (!*moved) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  order_by_time(out);
+  return out;
+}
+
+}  // namespace shmtrace::test

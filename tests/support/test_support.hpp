@@ -1,0 +1,100 @@
+// Shared helpers for the multi-process tests: run a real program (with the
+// runtime linked or preloaded) under a chosen environment, find its segment,
+// and drain everything it wrote through the reader library.
+#ifndef SHMTRACE_TESTS_TEST_SUPPORT_HPP
+#define SHMTRACE_TESTS_TEST_SUPPORT_HPP
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "reader/reader.hpp"
+
+namespace shmtrace::test {
+
+// Path of a helper program built from tests/programs/<name>.cpp.
+std::string program_path(const std::string& name);
+
+struct RunResult {
+  pid_t pid = 0;
+  int exit_code = -1;  // when exited normally
+  int signal = 0;      // when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+// Environment changes for a child: value set, or std::nullopt-like "" erase.
+struct EnvChange {
+  std::string name;
+  std::string value;
+  bool erase = false;
+};
+
+// A started child whose output is collected by wait().
+class Child {
+ public:
+  static Child start(const std::vector<std::string>& argv, const std::vector<EnvChange>& env);
+  Child(Child&&) noexcept;
+  ~Child();
+  pid_t pid() const { return pid_; }
+  // Reads stdout until it contains `text` (kept for wait()); false on EOF or timeout.
+  bool wait_for_output(const std::string& text, int timeout_ms = 5000);
+  RunResult wait();
+
+ private:
+  Child() = default;
+  pid_t pid_ = 0;
+  std::string early_out_;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+};
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<EnvChange>& env = {});
+
+// The segment of `pid` (waits up to timeout_ms for it to appear).
+std::string find_segment(pid_t pid, int timeout_ms = 5000);
+
+// Removes the named segment (and its error chunks and spill file) at scope exit.
+class SegmentGuard {
+ public:
+  explicit SegmentGuard(std::string name) : name_(std::move(name)) {}
+  ~SegmentGuard();
+  SegmentGuard(const SegmentGuard&) = delete;
+  SegmentGuard& operator=(const SegmentGuard&) = delete;
+
+ private:
+  std::string name_;
+};
+
+// Removes every segment of `pid` (for tests whose child may not finish).
+void remove_segments_of(pid_t pid);
+
+// Everything read back from one segment.
+struct Drained {
+  std::vector<reader::DecodedRecord> records;    // rings then overflow, each in order
+  std::map<std::uint32_t, std::vector<reader::DecodedRecord>> by_tid;  // in write order per thread
+  std::vector<reader::ErrorRecord> errors;
+  std::uint64_t ring_records = 0;      // raw records read from rings
+  std::uint64_t overflow_records = 0;  // raw records read from the overflow area
+  reader::DecodeStats stats;
+};
+
+// Consumes rings, overflow and errors once, committing as it goes. Records
+// of one thread keep their write order within the ring and within the
+// overflow area; by_tid merges the two by timestamp.
+reader::Result<Drained> drain_segment(reader::Segment& segment);
+
+// Keeps draining while `running()` is true, then once more; also publishes
+// the consumer heartbeat (block policy).
+reader::Result<Drained> drain_until(reader::Segment& segment, const std::function<bool()>& running);
+
+// Attaches to the segment of a finished (or running) process as consumer.
+reader::Segment attach_consumer(const std::string& name);
+
+}  // namespace shmtrace::test
+
+#endif
