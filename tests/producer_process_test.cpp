@@ -2,12 +2,12 @@
 // libshmtrace.so write known patterns; the test reads their segments back
 // through the reader library and checks exact counts and contents.
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <atomic>
 #include <chrono>
 #include <optional>
 #include <map>
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -24,50 +24,72 @@ std::string expected_payload(unsigned long i) {
   return s;
 }
 
+// Records the "sequence" mode writes for one thread: ThreadStart, n counters,
+// a string arg (head + continuations) every 16th, ThreadEnd.
+std::uint64_t text_records(unsigned long i) {
+  const std::size_t len = expected_payload(i).size();
+  return 1 + (len > abi::kInlinePayload
+                  ? (len - abi::kInlinePayload + abi::kContinuationPayload - 1) / abi::kContinuationPayload
+                  : 0);
+}
+
+std::uint64_t produced_records(unsigned long n) {
+  std::uint64_t total = 2 + n;
+  for (unsigned long i = 0; i < n; i += 16) total += text_records(i);
+  return total;
+}
+
 struct ThreadCheck {
   std::uint64_t counters = 0;       // counter records read
   std::uint64_t texts = 0;          // string args read
   std::uint64_t marker_total = 0;   // sum of drop marker counts
-  std::uint64_t gaps = 0;           // records missing between read counters
+  std::uint64_t gaps = 0;           // records missing (counters, args with their continuations)
 };
 
-// Walks one thread's records in write order: counters must be 0..n-1 with
-// holes only where a drop marker says so, each string arg must follow its
-// counter with the exact payload.
+// Walks one thread's records in write order. Counters must be increasing
+// values from 0..n-1; each string arg names its index ("v<i>:") and must
+// carry exactly the payload written for it, after counter i and before
+// counter i+1; whatever is missing counts as a gap. Drop markers must lie
+// between the stored records around them.
 ThreadCheck check_sequence(const reader::Segment& segment, const std::vector<reader::DecodedRecord>& records,
                            unsigned long per_thread) {
   ThreadCheck c;
-  long expect = 0;
   long last_counter = -1;
+  long last_text = -16;
+  std::uint64_t last_stored_ts = 0;
   for (const auto& d : records) {
     if (d.kind == RecordKind::kDropMarker) {
       c.marker_total += d.aux;
+      EXPECT_LE(last_stored_ts, d.drop.first_drop_timestamp);
       EXPECT_LE(d.drop.first_drop_timestamp, d.drop.last_drop_timestamp);
       EXPECT_LE(d.drop.last_drop_timestamp, d.timestamp);
       continue;
     }
+    last_stored_ts = d.timestamp;
     if (d.kind == RecordKind::kCounter) {
-      EXPECT_EQ(*segment.string(d.name_id), "seq");
+      EXPECT_EQ(text(segment, d.name_id), "seq");
       const long v = static_cast<long>(d.aux);
-      EXPECT_GE(v, expect) << "counter went backwards";
-      // Each skipped value lost one counter, plus its string arg every 16th.
-      for (long missing = expect; missing < v; ++missing) c.gaps += (missing % 16 == 0) ? 2 : 1;
-      expect = v + 1;
+      EXPECT_GT(v, last_counter) << "counter went backwards";
       last_counter = v;
       ++c.counters;
-      continue;
-    }
-    if (d.kind == RecordKind::kArg) {
-      EXPECT_EQ(*segment.string(d.name_id), "text");
-      EXPECT_EQ(d.value, expected_payload(static_cast<unsigned long>(last_counter)));
-      EXPECT_EQ(last_counter % 16, 0);
+    } else if (d.kind == RecordKind::kArg) {
+      EXPECT_EQ(text(segment, d.name_id), "text");
+      const long i = std::strtol(d.value.c_str() + 1, nullptr, 10);
+      EXPECT_EQ(i % 16, 0);
+      EXPECT_GT(i, last_text);
+      EXPECT_GE(i, last_counter) << "arg " << i << " after counter " << last_counter;
+      EXPECT_EQ(d.value, expected_payload(static_cast<unsigned long>(i)));
+      last_text = i;
       ++c.texts;
-      continue;
+      c.gaps -= text_records(static_cast<unsigned long>(i));
     }
   }
-  for (long missing = expect; missing < static_cast<long>(per_thread); ++missing) {
-    c.gaps += (missing % 16 == 0) ? 2 : 1;
-  }
+  const std::uint64_t texts_written = (per_thread + 15) / 16;
+  EXPECT_LE(c.counters, per_thread);
+  EXPECT_LE(c.texts, texts_written);
+  // gaps started at minus the stored args' records: add everything written.
+  c.gaps += (per_thread - c.counters);
+  for (unsigned long i = 0; i < per_thread; i += 16) c.gaps += text_records(i);
   return c;
 }
 
@@ -115,44 +137,6 @@ TEST(ProducerProcess, ThreadsWriteExactSequencesIntoTheirOwnRings) {
   EXPECT_EQ(drained->stats.broken_continuations, 0u);
 }
 
-// Starts st_producer waiting for SIGUSR1, attaches as the consumer, lets it
-// go, and drains until it exits.
-struct LiveRun {
-  RunResult result;
-  std::string segment_name;
-  reader::Result<Drained> drained = std::unexpected(reader::Error{"not run"});
-};
-
-LiveRun run_live(const std::vector<std::string>& args, const std::vector<EnvChange>& env) {
-  LiveRun live;
-  std::vector<std::string> argv{program_path("st_producer"), "--wait-signal"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Child child = Child::start(argv, env);
-  live.segment_name = find_segment(child.pid());
-  if (live.segment_name.empty()) return live;
-  // Waits until the header is published before attaching.
-  std::optional<reader::Segment> segment;
-  for (int i = 0; i < 5000 && !segment; ++i) {
-    if (auto s = reader::Segment::attach(live.segment_name, reader::Access::kConsume)) {
-      segment.emplace(std::move(*s));
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  if (!segment) return live;
-  segment->heartbeat();
-  if (!child.wait_for_output("ready\n")) return live;
-  ::kill(child.pid(), SIGUSR1);
-  std::atomic<bool> done{false};
-  std::thread waiter([&] {
-    live.result = child.wait();
-    done = true;
-  });
-  live.drained = drain_until(*segment, [&] { return !done.load(); });
-  waiter.join();
-  return live;
-}
-
 TEST(ProducerProcess, TwoProcessesExchangeMillionsOfRecordsLosslesslyUnderBlockPolicy) {
   constexpr unsigned long kRecords = 2'000'000;
   LiveRun live = run_live({"sequence", "1", std::to_string(kRecords)},
@@ -179,6 +163,82 @@ TEST(ProducerProcess, TwoProcessesExchangeMillionsOfRecordsLosslesslyUnderBlockP
     EXPECT_EQ(c.gaps, 0u);
   }
   EXPECT_EQ(workers, 1);
+}
+
+TEST(ProducerProcess, FullRingOverflowsThenDropsWithExactAccounting) {
+  constexpr unsigned long kCounters = 1000;
+  FinishedRun run = run_finished({"sequence", "1", std::to_string(kCounters)},
+                                 {{"SHMTRACE_RING_RECORDS", "64"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"}});
+  SegmentGuard guard(run.segment_name);
+  ASSERT_EQ(run.result.exit_code, 0) << run.result.err;
+  ASSERT_TRUE(run.drained) << run.drained.error().message;
+  const reader::Segment& segment = *run.segment;
+  int claimed = 0;
+  for (std::uint32_t ring = 0; ring < segment.ring_count(); ++ring) {
+    const reader::RingInfo info = *segment.ring_info(ring);
+    if (info.state == abi::RingState::kFree) continue;
+    ++claimed;
+    EXPECT_EQ(info.head, 64u);  // the ring filled once and nobody consumed it
+    EXPECT_GT(info.overflowed, 0u);
+    EXPECT_LE(info.overflowed, 64u);
+    EXPECT_GT(info.dropped, 0u);
+    EXPECT_EQ(run.drained->ring_records, info.head);
+    EXPECT_EQ(run.drained->overflow_records, info.overflowed);
+    // Every record the thread tried to write is stored or counted dropped;
+    // drop markers are stored records the thread added itself. (A marker can
+    // reach the overflow area: after a long value did not fit, a shorter
+    // record still may.)
+    std::uint64_t markers = 0;
+    std::uint64_t reported = 0;
+    for (const auto& d : run.drained->records) {
+      if (d.kind != RecordKind::kDropMarker) continue;
+      ++markers;
+      reported += d.aux;
+    }
+    EXPECT_EQ(info.head + info.overflowed + info.dropped, produced_records(kCounters) + markers);
+    EXPECT_LE(reported, info.dropped);
+    const ThreadCheck c = check_sequence(segment, run.drained->records, kCounters);
+    EXPECT_EQ(c.gaps + 1, info.dropped);  // ThreadEnd was dropped too: nothing fit at the end
+    EXPECT_EQ(c.marker_total, reported);
+  }
+  EXPECT_EQ(claimed, 1);
+}
+
+TEST(ProducerProcess, DropMarkersReportEveryGapWhileALiveConsumerFallsBehind) {
+  constexpr unsigned long kCounters = 200000;
+  LiveRun live = run_live({"sequence", "2", std::to_string(kCounters)},
+                          {{"SHMTRACE_RING_RECORDS", "64"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"}});
+  SegmentGuard guard(live.segment_name);
+  ASSERT_TRUE(live.drained) << live.drained.error().message;
+  ASSERT_EQ(live.result.exit_code, 0) << live.result.err;
+  reader::Segment segment = attach_consumer(live.segment_name);
+  std::map<std::uint32_t, reader::RingInfo> ring_of_tid;
+  for (std::uint32_t ring = 0; ring < segment.ring_count(); ++ring) {
+    const reader::RingInfo info = *segment.ring_info(ring);
+    if (info.state != abi::RingState::kFree) ring_of_tid[info.tid] = info;
+  }
+  std::uint64_t total_dropped = 0;
+  int workers = 0;
+  for (const auto& [tid, records] : live.drained->by_tid) {
+    if (records.empty() || std::string(records.front().thread.name).rfind("worker-", 0) != 0) continue;
+    ++workers;
+    ASSERT_EQ(ring_of_tid.count(tid), 1u);
+    const reader::RingInfo& info = ring_of_tid[tid];
+    const ThreadCheck c = check_sequence(segment, records, kCounters);
+    const bool end_stored = records.back().kind == RecordKind::kThreadEnd;
+    // Each missing record is one counted drop; markers report all of them
+    // unless the thread's last records (ThreadEnd included) were dropped.
+    EXPECT_EQ(c.gaps + (end_stored ? 0 : 1), info.dropped);
+    if (end_stored) EXPECT_EQ(c.marker_total, info.dropped);
+    EXPECT_LE(c.marker_total, info.dropped);
+    std::uint64_t markers = 0;
+    for (const auto& d : records) markers += d.kind == RecordKind::kDropMarker ? 1 : 0;
+    EXPECT_EQ(info.head + info.overflowed + info.dropped, produced_records(kCounters) + markers);
+    total_dropped += info.dropped;
+  }
+  EXPECT_EQ(workers, 2);
+  EXPECT_GT(total_dropped, 0u) << "the consumer kept up: the test did not exercise drops";
+  EXPECT_EQ(live.drained->stats.broken_continuations, 0u);
 }
 
 }  // namespace

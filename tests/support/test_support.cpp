@@ -5,7 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -249,6 +252,58 @@ reader::Result<Drained> drain_until(reader::Segment& segment, const std::functio
   }
   order_by_time(out);
   return out;
+}
+
+LiveRun run_live(const std::vector<std::string>& args, const std::vector<EnvChange>& env) {
+  LiveRun live;
+  std::vector<std::string> argv{program_path("st_producer"), "--wait-signal"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Child child = Child::start(argv, env);
+  live.segment_name = find_segment(child.pid());
+  if (live.segment_name.empty()) return live;
+  // The header is published just after the object appears: retry briefly.
+  std::optional<reader::Segment> segment;
+  for (int i = 0; i < 5000 && !segment; ++i) {
+    if (auto s = reader::Segment::attach(live.segment_name, reader::Access::kConsume)) {
+      segment.emplace(std::move(*s));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  if (!segment) return live;
+  segment->heartbeat();
+  if (!child.wait_for_output("ready\n")) return live;
+  ::kill(child.pid(), SIGUSR1);
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    live.result = child.wait();
+    done = true;
+  });
+  live.drained = drain_until(*segment, [&] { return !done.load(); });
+  waiter.join();
+  return live;
+}
+
+FinishedRun run_finished(const std::vector<std::string>& args, const std::vector<EnvChange>& env) {
+  FinishedRun out;
+  std::vector<std::string> argv{program_path("st_producer")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  out.result = run(argv, env);
+  out.segment_name = find_segment(out.result.pid, 0);
+  if (out.segment_name.empty()) return out;
+  auto s = reader::Segment::attach(out.segment_name, reader::Access::kConsume);
+  if (!s) {
+    out.drained = std::unexpected(s.error());
+    return out;
+  }
+  out.segment.emplace(std::move(*s));
+  out.drained = drain_segment(*out.segment);
+  return out;
+}
+
+std::string text(const reader::Segment& segment, std::uint32_t id) {
+  auto t = segment.string(id);
+  return t ? std::string(*t) : std::string();
 }
 
 }  // namespace shmtrace::test

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,28 @@ reader::Result<Drained> drain_until(reader::Segment& segment, const std::functio
 
 // Attaches to the segment of a finished (or running) process as consumer.
 reader::Segment attach_consumer(const std::string& name);
+
+// Runs st_producer with --wait-signal: attaches as the consumer (and
+// publishes the heartbeat) before letting it go, then drains it live until
+// it exits.
+struct LiveRun {
+  RunResult result;
+  std::string segment_name;
+  reader::Result<Drained> drained = std::unexpected(reader::Error{"not run"});
+};
+LiveRun run_live(const std::vector<std::string>& args, const std::vector<EnvChange>& env);
+
+// Runs st_producer to completion and drains its segment afterwards.
+struct FinishedRun {
+  RunResult result;
+  std::string segment_name;
+  std::optional<reader::Segment> segment;  // consumer access, for ring_info and strings
+  reader::Result<Drained> drained = std::unexpected(reader::Error{"not run"});
+};
+FinishedRun run_finished(const std::vector<std::string>& args, const std::vector<EnvChange>& env = {});
+
+// Text of a string id, "" when missing.
+std::string text(const reader::Segment& segment, std::uint32_t id);
 
 }  // namespace shmtrace::test
 
