@@ -27,7 +27,7 @@ namespace shmtrace::bench {
 
 inline constexpr int kDefaultRepetitions = 5;
 
-// argv with our defaults added where the caller did not choose: five
+// argv (program name first) with our defaults added where the caller did not choose: five
 // repetitions, aggregates only (mean/median/stddev/cv), so each figure is a
 // median. The returned strings live as long as the returned vector.
 struct Args {
@@ -43,9 +43,10 @@ inline bool has_flag(const std::vector<std::string>& args, std::string_view flag
   return false;
 }
 
-inline Args with_defaults(const std::vector<std::string>& in) {
+inline Args with_defaults(const std::string& program, const std::vector<std::string>& in) {
   Args out;
-  out.storage = in;
+  out.storage.push_back(program);
+  out.storage.insert(out.storage.end(), in.begin(), in.end());
   if (!has_flag(in, "--benchmark_repetitions")) {
     out.storage.push_back("--benchmark_repetitions=" + std::to_string(kDefaultRepetitions));
   }
