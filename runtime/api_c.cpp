@@ -62,17 +62,22 @@ void emit_value(ThreadState& t, Runtime& rt, abi::Record head, const char* data,
   emit(t, rt, out, count);
 }
 
+// Values recorded under a sensitive name are written as "***" (P9), whatever
+// their type. Returns true when it wrote the masked value.
+bool emit_masked(ThreadState& t, Runtime& rt, abi::Record r, std::uint8_t direction) noexcept {
+  if ((rt.strings->flags(r.name_id) & abi::kStringSensitive) == 0) return false;
+  r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(abi::ValueType::kString) | direction |
+                                      abi::kArgMasked);
+  emit_value(t, rt, r, "***", 3);
+  return true;
+}
+
 void emit_arg_scalar(shmtrace_name_t name, abi::ValueType type, std::uint8_t direction, std::uint64_t bits) noexcept {
   ThreadState& t = tls_state;
   Runtime* rt = recording_thread(t);
   if (rt == nullptr) return;
   abi::Record r = base_record(abi::RecordKind::kArg, name, t);
-  if (rt->strings->flags(name) & abi::kStringSensitive) {
-    r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(abi::ValueType::kString) | direction |
-                                        abi::kArgMasked);
-    emit_value(t, *rt, r, "***", 3);
-    return;
-  }
+  if (emit_masked(t, *rt, r, direction)) return;
   r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | direction);
   r.aux = bits;
   emit_one(t, *rt, r);
@@ -84,12 +89,7 @@ void emit_arg_text(shmtrace_name_t name, abi::ValueType type, std::uint8_t direc
   Runtime* rt = recording_thread(t);
   if (rt == nullptr) return;
   abi::Record r = base_record(abi::RecordKind::kArg, name, t);
-  if (rt->strings->flags(name) & abi::kStringSensitive) {
-    r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(abi::ValueType::kString) | direction |
-                                        abi::kArgMasked);
-    emit_value(t, *rt, r, "***", 3);
-    return;
-  }
+  if (emit_masked(t, *rt, r, direction)) return;
   r.flags = static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | direction);
   emit_value(t, *rt, r, data, length);
 }

@@ -137,33 +137,50 @@ TEST(ProducerProcess, ThreadsWriteExactSequencesIntoTheirOwnRings) {
   EXPECT_EQ(drained->stats.broken_continuations, 0u);
 }
 
-TEST(ProducerProcess, TwoProcessesExchangeMillionsOfRecordsLosslesslyUnderBlockPolicy) {
-  constexpr unsigned long kRecords = 2'000'000;
-  LiveRun live = run_live({"sequence", "1", std::to_string(kRecords)},
-                          {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "1024"},
-                           {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "10000"}});
+// Two processes, the producer far faster than the consumer: under the block
+// policy every record arrives, in order, with its exact content, whatever the
+// ring size.
+class LosslessExchange : public ::testing::TestWithParam<std::uint32_t> {};
+
+TEST_P(LosslessExchange, ThreadsExchangeRecordsWithExactSequencesUnderBlockPolicy) {
+  const std::uint32_t ring = GetParam();
+  const unsigned long per_thread = ring >= 16384 ? 1'000'000 : 400'000;
+  LiveRun live = run_live({"sequence", "2", std::to_string(per_thread)},
+                          {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", std::to_string(ring)},
+                           {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "30000"}});
   SegmentGuard guard(live.segment_name);
   ASSERT_FALSE(live.segment_name.empty());
   ASSERT_TRUE(live.drained) << live.drained.error().message;
   ASSERT_EQ(live.result.exit_code, 0) << live.result.err;
   reader::Segment segment = attach_consumer(live.segment_name);
+  EXPECT_EQ(segment.header().ring_capacity, ring);
   std::uint64_t dropped = 0;
-  for (std::uint32_t ring = 0; ring < segment.ring_count(); ++ring) dropped += segment.ring_info(ring)->dropped;
+  std::uint64_t stored = 0;
+  for (std::uint32_t r = 0; r < segment.ring_count(); ++r) {
+    const reader::RingInfo info = *segment.ring_info(r);
+    dropped += info.dropped;
+    stored += info.head + info.overflowed;
+  }
   EXPECT_EQ(dropped, 0u);
+  EXPECT_EQ(stored, live.drained->ring_records + live.drained->overflow_records);
+  EXPECT_EQ(stored, 2 * produced_records(per_thread));
   int workers = 0;
   for (const auto& [tid, records] : live.drained->by_tid) {
-    if (records.empty() || records.front().kind != RecordKind::kThreadStart ||
-        std::string(records.front().thread.name) != "worker-0") {
-      continue;
-    }
+    if (records.empty() || std::string(records.front().thread.name).rfind("worker-", 0) != 0) continue;
     ++workers;
-    const ThreadCheck c = check_sequence(segment, records, kRecords);
-    EXPECT_EQ(c.counters, kRecords);
-    EXPECT_EQ(c.texts, kRecords / 16);
+    const ThreadCheck c = check_sequence(segment, records, per_thread);
+    EXPECT_EQ(c.counters, per_thread);
+    EXPECT_EQ(c.texts, (per_thread + 15) / 16);
     EXPECT_EQ(c.gaps, 0u);
+    EXPECT_EQ(c.marker_total, 0u);
+    EXPECT_EQ(records.back().kind, RecordKind::kThreadEnd);
   }
-  EXPECT_EQ(workers, 1);
+  EXPECT_EQ(workers, 2);
+  EXPECT_EQ(live.drained->stats.broken_continuations, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(RingSizes, LosslessExchange, ::testing::Values(64u, 1024u, 16384u),
+                         [](const auto& info) { return "ring" + std::to_string(info.param); });
 
 TEST(ProducerProcess, FullRingOverflowsThenDropsWithExactAccounting) {
   constexpr unsigned long kCounters = 1000;
