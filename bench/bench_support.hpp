@@ -34,9 +34,9 @@ namespace shmtrace::bench {
 
 inline constexpr int kDefaultRepetitions = 5;
 
-// argv (program name first) with our defaults added where the caller did not choose: five
-// repetitions, aggregates only (mean/median/stddev/cv), so each figure is a
-// median. The returned strings live as long as the returned vector.
+// argv (program name first) with our defaults added where the caller did
+// not choose: five repetitions, aggregates only (mean/median/stddev/cv), so
+// each figure is a median, and optionally a shorter minimum time per run. The returned strings live as long as the returned vector.
 struct Args {
   std::vector<std::string> storage;
   std::vector<char*> argv;
@@ -50,10 +50,14 @@ inline bool has_flag(const std::vector<std::string>& args, std::string_view flag
   return false;
 }
 
-inline Args with_defaults(const std::string& program, const std::vector<std::string>& in) {
+inline Args with_defaults(const std::string& program, const std::vector<std::string>& in,
+                          const char* min_time = nullptr) {
   Args out;
   out.storage.push_back(program);
   out.storage.insert(out.storage.end(), in.begin(), in.end());
+  if (min_time != nullptr && !has_flag(in, "--benchmark_min_time")) {
+    out.storage.push_back(std::string("--benchmark_min_time=") + min_time);
+  }
   if (!has_flag(in, "--benchmark_repetitions")) {
     out.storage.push_back("--benchmark_repetitions=" + std::to_string(kDefaultRepetitions));
   }

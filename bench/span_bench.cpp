@@ -8,8 +8,10 @@
 //   BM_EmptyScope         the benchmark loop alone (baseline 0).
 //   BM_MutexQueue         the old (Python) design: a std::mutex-protected
 //                         std::deque, one push per begin and one per end.
-//   BM_SpanBeginEnd       shmtrace_span_begin + shmtrace_span_end through
-//                         libshmtrace.so, nested under a long-lived root.
+//   BM_SpanBeginEnd       shmtrace_span_enter + shmtrace_span_leave (the
+//                         inline fast path of shmtrace.h that the macros and
+//                         the C++ Scope use) into libshmtrace.so, nested
+//                         under a long-lived root.
 //   BM_SpanBeginEndRoot   the same, each span a new root (a new trace).
 //   BM_SpanWithArgs       a nested span with one int and one short string arg.
 //   BM_SpanDisabled       SHMTRACE_DISABLE=1 (child process, see below).
@@ -54,6 +56,9 @@ namespace reader = shmtrace::reader;
 
 constexpr const char kChildFlag[] = "--shmtrace_bench_child=";
 constexpr const char kFigureTag[] = "@@figure ";
+// 0.2 s per run x 5 repetitions keeps the whole binary (children included)
+// well under a minute on the 2-core VM.
+constexpr const char kMinTime[] = "0.2";
 
 // ---------------------------------------------------------------------------
 // BM_Floor: the work any tracer must do for a span, and nothing more.
@@ -167,8 +172,8 @@ void BM_SpanBeginEnd(benchmark::State& state) {
   const std::uint64_t lost = main_ring_lost();
   std::uint64_t checks = 0;
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
-    shmtrace_span_end(span);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
+    shmtrace_span_leave(span, SHMTRACE_OK);
     keep_room(state, checks);
   }
   set_lost_counter(state, lost);
@@ -179,8 +184,8 @@ void BM_SpanBeginEndRoot(benchmark::State& state) {
   const std::uint64_t lost = main_ring_lost();
   std::uint64_t checks = 0;
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
-    shmtrace_span_end(span);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
+    shmtrace_span_leave(span, SHMTRACE_OK);
     keep_room(state, checks);
   }
   set_lost_counter(state, lost);
@@ -193,10 +198,10 @@ void BM_SpanWithArgs(benchmark::State& state) {
   std::int64_t value = 0;
   std::uint64_t checks = 0;
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
     shmtrace_arg_i64(g_int_name, ++value);
     shmtrace_arg_str(g_str_name, "GET /index.html");
-    shmtrace_span_end(span);
+    shmtrace_span_leave(span, SHMTRACE_OK);
     keep_room(state, checks);
   }
   set_lost_counter(state, lost);
@@ -208,8 +213,8 @@ void BM_SpanDisabled(benchmark::State& state) {
   if (shmtrace_enabled() != 0) state.SkipWithError("the runtime is enabled in the disabled child");
   const shmtrace_span_t root = shmtrace_span_begin(g_root_name);
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
-    shmtrace_span_end(span);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
+    shmtrace_span_leave(span, SHMTRACE_OK);
   }
   shmtrace_span_end(root);
 }
@@ -229,8 +234,8 @@ void BM_SpanSampledOut(benchmark::State& state) {
   const shmtrace_span_t root = shmtrace_span_begin(g_root_name);
   if (root != 0) state.SkipWithError("the root span was recorded although SHMTRACE_SAMPLE_RATE=0");
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
-    shmtrace_span_end(span);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
+    shmtrace_span_leave(span, SHMTRACE_OK);
   }
   shmtrace_span_end(root);
 }
@@ -238,8 +243,8 @@ void BM_SpanSampledOut(benchmark::State& state) {
 void BM_SpanSampledOutRoot(benchmark::State& state) {
   if (shmtrace_enabled() == 0) state.SkipWithError("the runtime is off in the sampled-out child");
   for (auto _ : state) {
-    const shmtrace_span_t span = shmtrace_span_begin(g_span_name);
-    shmtrace_span_end(span);
+    const shmtrace_span_t span = shmtrace_span_enter(0, g_span_name);
+    shmtrace_span_leave(span, SHMTRACE_OK);
   }
 }
 
@@ -407,7 +412,7 @@ int child_main(const std::string& mode, std::vector<std::string> args) {
     std::fprintf(stderr, "span_bench: unknown child mode '%s'\n", mode.c_str());
     return 2;
   }
-  auto full = shmtrace::bench::with_defaults("span_bench", args);
+  auto full = shmtrace::bench::with_defaults("span_bench", args, kMinTime);
   int argc = full.argc();
   benchmark::Initialize(&argc, full.argv.data());
   if (benchmark::ReportUnrecognizedArguments(argc, full.argv.data())) return 1;
@@ -501,7 +506,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_SpanBeginEndRoot", BM_SpanBeginEndRoot);
   benchmark::RegisterBenchmark("BM_SpanWithArgs", BM_SpanWithArgs);
 
-  auto full = shmtrace::bench::with_defaults(argv[0], args);
+  auto full = shmtrace::bench::with_defaults(argv[0], args, kMinTime);
   int bench_argc = full.argc();
   benchmark::Initialize(&bench_argc, full.argv.data());
   if (benchmark::ReportUnrecognizedArguments(bench_argc, full.argv.data())) return 1;

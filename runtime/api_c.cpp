@@ -18,7 +18,7 @@ namespace {
 // sampled-out trace, or a thread that cannot record.
 inline Runtime* recording_thread(ThreadState& t) noexcept {
   Runtime* rt = current_runtime();
-  if (rt == nullptr || t.unsampled_depth != 0) return nullptr;
+  if (rt == nullptr || shmtrace_unsampled_depth_ != 0) return nullptr;
   if (__builtin_expect(t.status != ThreadStatus::kReady, 0) && !ensure_thread(t, *rt)) return nullptr;
   return rt;
 }
@@ -108,6 +108,10 @@ constexpr std::uint8_t kOut = abi::kArgResult;
 
 extern "C" {
 
+// The inline fast path's state (shmtrace.h): 1 until the runtime turns off.
+SHMTRACE_API int shmtrace_may_record_ = 1;
+SHMTRACE_API __thread uint32_t shmtrace_unsampled_depth_ __attribute__((tls_model("initial-exec"))) = 0;
+
 SHMTRACE_API int shmtrace_enabled(void) { return current_runtime() != nullptr ? 1 : 0; }
 
 SHMTRACE_API shmtrace_name_t shmtrace_intern_n(const char* name, size_t length) {
@@ -124,39 +128,44 @@ SHMTRACE_API shmtrace_span_t shmtrace_span_begin_group(shmtrace_name_t group, sh
   Runtime* rt = current_runtime();
   if (rt == nullptr) return 0;
   ThreadState& t = tls_state;
-  if (t.unsampled_depth != 0) {
-    ++t.unsampled_depth;  // inside a sampled-out trace: only keep count
+  if (shmtrace_unsampled_depth_ != 0) {
+    ++shmtrace_unsampled_depth_;  // inside a sampled-out trace: only keep count
     return 0;
   }
   if (__builtin_expect(t.status != ThreadStatus::kReady, 0) && !ensure_thread(t, *rt)) return 0;
+  std::uint64_t ticks;
   if (t.depth == 0) {
     if (group == 0) group = rt->default_group;
-    if (!start_root(t, *rt, group)) {
-      t.unsampled_depth = 1;
+    if (!start_root(t, *rt, group, ticks)) {
+      shmtrace_unsampled_depth_ = 1;
       return 0;
     }
   } else {
     if (group == 0) group = t.stack[t.depth - 1].group_id;
     if (__builtin_expect(t.depth == t.stack_capacity, 0) && !grow_stack(t)) return 0;
+    ticks = now_ticks();
   }
-  const std::uint64_t ticks = now_ticks();
   std::uint64_t id = t.next_span_id++;
   if (__builtin_expect(id == 0, 0)) id = t.next_span_id++;
   const std::uint64_t parent = t.depth > 0 ? t.stack[t.depth - 1].span_id : t.root_parent;
+  const std::uint8_t flags = (t.depth == 0 && t.root_remote) ? abi::kSpanRemoteParent : 0;
   t.stack[t.depth] = StackEntry{id, parent, ticks, name, group, 0, 0};
-  abi::Record r{};
-  r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanBegin);
-  r.flags = (t.depth == 0 && t.root_remote) ? abi::kSpanRemoteParent : 0;
-  r.name_id = name;
-  r.timestamp = ticks;
-  r.span_id = id;
-  r.aux = parent;
-  abi::SpanPayload p{};
-  std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-  p.group_id = group;
-  std::memcpy(r.payload, &p, sizeof p);
   ++t.depth;
-  emit_one(t, *rt, r);
+  emit_filled(t, *rt, [&](abi::Record& r) {
+    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanBegin);
+    r.flags = flags;
+    r.size = 0;
+    r.name_id = name;
+    r.timestamp = ticks;
+    r.span_id = id;
+    r.aux = parent;
+    abi::SpanPayload p;
+    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
+    p.parent_span_id = 0;  // code address, for -finstrument-functions spans
+    p.group_id = group;
+    p.error_ref = 0;
+    std::memcpy(r.payload, &p, sizeof p);
+  });
   return id;
 }
 
@@ -164,39 +173,49 @@ SHMTRACE_API shmtrace_span_t shmtrace_span_begin(shmtrace_name_t name) {
   return shmtrace_span_begin_group(0, name);
 }
 
+namespace {
+
+// Ending a span below the top: the spans above it were left open (an early
+// return past their end, a longjmp); close them as ERR first. False when the
+// span is not on this thread's stack (ended already, or never ours).
+__attribute__((noinline)) bool close_spans_above(ThreadState& t, shmtrace_span_t span) noexcept {
+  std::uint32_t at = t.depth;
+  while (at > 0 && t.stack[at - 1].span_id != span) --at;
+  if (at == 0) return false;
+  while (t.depth > at) shmtrace_span_end_status(t.stack[t.depth - 1].span_id, SHMTRACE_ERR);
+  return true;
+}
+
+}  // namespace
+
 SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
   Runtime* rt = current_runtime();
   if (rt == nullptr) return;
   ThreadState& t = tls_state;
-  if (t.unsampled_depth != 0) {
-    --t.unsampled_depth;
+  if (shmtrace_unsampled_depth_ != 0) {
+    --shmtrace_unsampled_depth_;
     return;
   }
   if (t.depth == 0) return;  // an end without a begin on this thread
-  if (t.stack[t.depth - 1].span_id != span) {
-    // Ending a span below the top: the spans above it were left open (an
-    // early return past their end, a longjmp); close them as ERR first.
-    std::uint32_t at = t.depth;
-    while (at > 0 && t.stack[at - 1].span_id != span) --at;
-    if (at == 0) return;  // not ours (or already ended): ignore
-    while (t.depth > at) shmtrace_span_end_status(t.stack[t.depth - 1].span_id, SHMTRACE_ERR);
-  }
-  const StackEntry& top = t.stack[t.depth - 1];
-  abi::Record r{};
-  r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanEnd);
-  r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
-  r.name_id = top.name_id;
-  r.timestamp = now_ticks();
-  r.span_id = top.span_id;
-  r.aux = top.begin_ticks;
-  abi::SpanPayload p{};
-  std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-  p.parent_span_id = top.parent_id;
-  p.group_id = top.group_id;
-  p.error_ref = top.error_ref;
-  std::memcpy(r.payload, &p, sizeof p);
+  if (__builtin_expect(t.stack[t.depth - 1].span_id != span, 0) && !close_spans_above(t, span)) return;
+  const StackEntry top = t.stack[t.depth - 1];
+  const std::uint64_t ticks = now_ticks();
   --t.depth;
-  emit_one(t, *rt, r);
+  emit_filled(t, *rt, [&](abi::Record& r) {
+    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanEnd);
+    r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
+    r.size = 0;
+    r.name_id = top.name_id;
+    r.timestamp = ticks;
+    r.span_id = top.span_id;
+    r.aux = top.begin_ticks;
+    abi::SpanPayload p;
+    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
+    p.parent_span_id = top.parent_id;
+    p.group_id = top.group_id;
+    p.error_ref = top.error_ref;
+    std::memcpy(r.payload, &p, sizeof p);
+  });
 }
 
 SHMTRACE_API void shmtrace_span_end(shmtrace_span_t span) { shmtrace_span_end_status(span, SHMTRACE_OK); }
@@ -259,7 +278,7 @@ SHMTRACE_API uint64_t shmtrace_error(const char* type, const char* message) {
   d.timestamp = now_ticks();
   d.tid = t.tid;
   // Errors are kept even inside a sampled-out trace, without a span link.
-  StackEntry* top = (t.depth > 0 && t.unsampled_depth == 0) ? &t.stack[t.depth - 1] : nullptr;
+  StackEntry* top = (t.depth > 0 && shmtrace_unsampled_depth_ == 0) ? &t.stack[t.depth - 1] : nullptr;
   if (top != nullptr) {
     d.span_id = top->span_id;
     std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
@@ -289,7 +308,7 @@ SHMTRACE_API int shmtrace_traceparent(char* buf, size_t size) {
   if (rt == nullptr || buf == nullptr) return -1;
   const ThreadState& t = tls_state;
   TraceParent context;
-  if (t.depth > 0 && t.unsampled_depth == 0) {
+  if (t.depth > 0 && shmtrace_unsampled_depth_ == 0) {
     context.trace = t.trace;
     context.span_id = t.stack[t.depth - 1].span_id;
     context.flags = 1;

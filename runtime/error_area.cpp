@@ -9,7 +9,6 @@
 #include <cstring>
 
 #include "clock.hpp"
-#include "segment.hpp"
 
 namespace shmtrace::runtime {
 namespace {
@@ -17,6 +16,16 @@ namespace {
 constexpr std::uintptr_t kCreating = 1;
 
 std::uint32_t padded(std::uint32_t n) { return (n + 7u) & ~7u; }
+
+// memcpy from a null pointer is undefined even for 0 bytes (an empty
+// string_view has no data).
+void copy_bytes(std::byte* dst, const void* src, std::size_t n) noexcept {
+  if (n > 0) std::memcpy(dst, src, n);
+}
+
+abi::ErrorChunkHeader* header_of(std::uintptr_t slot) {
+  return static_cast<abi::ErrorChunkHeader*>(reinterpret_cast<SharedObject*>(slot)->base());
+}
 
 }  // namespace
 
@@ -39,15 +48,13 @@ std::uint32_t encode_error_entry(const ErrorDraft& d, std::uint64_t sequence, st
   e.message_length = static_cast<std::uint16_t>(std::min<std::size_t>(d.message.size(), abi::kMaxErrorMessage));
   e.preview_length = static_cast<std::uint16_t>(std::min<std::size_t>(d.preview.size(), abi::kMaxErrorPreview));
   std::uint32_t at = sizeof e;
-  if (e.frame_count > 0) {
-    std::memcpy(out + at, d.frames, e.frame_count * sizeof(std::uint64_t));
-    at += e.frame_count * 8u;
-  }
-  std::memcpy(out + at, d.type.data(), e.type_length);
+  copy_bytes(out + at, d.frames, e.frame_count * sizeof(std::uint64_t));
+  at += e.frame_count * 8u;
+  copy_bytes(out + at, d.type.data(), e.type_length);
   at += e.type_length;
-  std::memcpy(out + at, d.message.data(), e.message_length);
+  copy_bytes(out + at, d.message.data(), e.message_length);
   at += e.message_length;
-  std::memcpy(out + at, d.preview.data(), e.preview_length);
+  copy_bytes(out + at, d.preview.data(), e.preview_length);
   at += e.preview_length;
   const std::uint32_t size = padded(at);
   std::memset(out + at, 0, size - at);
@@ -65,14 +72,17 @@ ErrorArea::ErrorArea(abi::SegmentHeader* header, std::string segment_name, std::
       chunks_(new std::uintptr_t[std::max<std::uint32_t>(1, max_chunks)]()) {}
 
 ErrorArea::~ErrorArea() {
-  // Chunks stay mapped (leaked on purpose): the runtime's ErrorArea lives as
-  // long as the process; tests destroy theirs after all writers stopped.
+  // The runtime's ErrorArea lives as long as the process; tests destroy
+  // theirs after every writer stopped.
+  for (std::uint32_t i = 0; i < max_chunks_; ++i) {
+    if (chunks_[i] > kCreating) delete reinterpret_cast<SharedObject*>(chunks_[i]);
+  }
   if (spill_fd_ >= 0) ::close(spill_fd_);
 }
 
 bool ErrorArea::prepare() noexcept { return chunk(0, true) != nullptr; }
 
-abi::ErrorChunkHeader* ErrorArea::create_chunk(std::uint32_t index) noexcept {
+SharedObject* ErrorArea::create_chunk(std::uint32_t index) noexcept {
   const std::string name = segment_name_ + abi::kErrorChunkInfix + std::to_string(index);
   auto object = SharedObject::create(name, chunk_bytes_, chunk_bytes_, SharedObject::Mode::kCreate);
   if (!object) return nullptr;
@@ -83,13 +93,14 @@ abi::ErrorChunkHeader* ErrorArea::create_chunk(std::uint32_t index) noexcept {
   chunk->used = abi::kErrorChunkHeaderSize;
   // Publishes the chunk header; pairs with the reader's acquire load of magic.
   abi::atomic_store(chunk->magic, abi::kErrorChunkMagic, std::memory_order_release);
-  object->leak();
+  auto* kept = new (std::nothrow) SharedObject(std::move(*object));
+  if (kept == nullptr) return nullptr;
   // Tells readers the chain is longer; pairs with their acquire load.
   std::uint32_t count = abi::atomic_load(header_->error_chunk_count, std::memory_order_relaxed);
   while (count < index + 1 &&
          !abi::atomic_cas(header_->error_chunk_count, count, index + 1, std::memory_order_release)) {
   }
-  return chunk;
+  return kept;
 }
 
 abi::ErrorChunkHeader* ErrorArea::chunk(std::uint32_t index, bool may_create) noexcept {
@@ -97,16 +108,15 @@ abi::ErrorChunkHeader* ErrorArea::chunk(std::uint32_t index, bool may_create) no
   std::uintptr_t& slot = chunks_[index];
   // Pairs with the release store after creation below.
   std::uintptr_t value = abi::atomic_load(slot, std::memory_order_acquire);
-  if (value > kCreating) return reinterpret_cast<abi::ErrorChunkHeader*>(value);
+  if (value > kCreating) return header_of(value);
   if (!may_create) return nullptr;
   if (value == 0) {
     std::uintptr_t expected = 0;
     if (abi::atomic_cas(slot, expected, kCreating, std::memory_order_acq_rel)) {
-      abi::ErrorChunkHeader* made = create_chunk(index);
+      SharedObject* made = create_chunk(index);
       // Publishes the mapping to the other threads of this process.
-      abi::atomic_store(slot, made == nullptr ? std::uintptr_t{0} : reinterpret_cast<std::uintptr_t>(made),
-                        std::memory_order_release);
-      return made;
+      abi::atomic_store(slot, reinterpret_cast<std::uintptr_t>(made), std::memory_order_release);
+      return made == nullptr ? nullptr : static_cast<abi::ErrorChunkHeader*>(made->base());
     }
   }
   // Another thread is creating it: a few hundred microseconds of syscalls.
@@ -114,7 +124,7 @@ abi::ErrorChunkHeader* ErrorArea::chunk(std::uint32_t index, bool may_create) no
   const std::uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + 500'000'000ull;
   for (;;) {
     value = abi::atomic_load(slot, std::memory_order_acquire);
-    if (value > kCreating) return reinterpret_cast<abi::ErrorChunkHeader*>(value);
+    if (value > kCreating) return header_of(value);
     if (value == 0 || clock_ns(CLOCK_MONOTONIC) > deadline) return nullptr;
     sched_yield();
   }

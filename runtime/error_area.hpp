@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "segment.hpp"
 #include "shmtrace/abi.hpp"
 
 namespace shmtrace::runtime {
@@ -59,7 +60,7 @@ class ErrorArea {
 
  private:
   abi::ErrorChunkHeader* chunk(std::uint32_t index, bool may_create) noexcept;
-  abi::ErrorChunkHeader* create_chunk(std::uint32_t index) noexcept;
+  SharedObject* create_chunk(std::uint32_t index) noexcept;
   bool spill(const std::byte* entry, std::uint32_t size) noexcept;
 
   abi::SegmentHeader* header_;
@@ -69,7 +70,9 @@ class ErrorArea {
   std::uint32_t chunk_bytes_;
   std::uint32_t current_ = 0;     // chunk being filled; atomic_ref access
   int spill_fd_ = -1;             // atomic_ref access
-  std::unique_ptr<std::uintptr_t[]> chunks_;  // mapped chunk addresses; 0 none, 1 being created
+  // Per chunk: 0 none, 1 being created, else a SharedObject* that stays
+  // alive (and so mapped, and reachable for leak checkers) for the process.
+  std::unique_ptr<std::uintptr_t[]> chunks_;
 };
 
 // Serialises an entry (state left kUnwritten) into `out`, which holds at

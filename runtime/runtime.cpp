@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "clock.hpp"
+#include "shmtrace/shmtrace.h"
 #include "thread_state.hpp"
 
 namespace shmtrace::runtime {
@@ -26,6 +27,9 @@ constinit pthread_key_t g_thread_key = 0;
 namespace {
 
 constinit bool g_hooks_installed = false;
+// Runtimes inherited through fork(): kept (never used again) so their
+// mappings stay valid and reachable.
+constinit Runtime* g_retired = nullptr;
 
 void say(const std::string& line) noexcept {
   // One line per problem, written whole (P12).
@@ -57,12 +61,16 @@ void process_exit(int status, void*) noexcept {
 
 void after_fork_child() noexcept {
   // The inherited runtime describes the parent; the child gets its own
-  // segment (P8). The parent's objects stay mapped and are never touched.
-  if (g_runtime == nullptr) return;
+  // segment (P8), created on its first record, so a fork that only execs
+  // leaves no segment behind. The parent's objects stay mapped and are
+  // never touched.
+  Runtime* parent = __atomic_load_n(&g_runtime, __ATOMIC_ACQUIRE);
+  if (parent == nullptr) return;
+  parent->retired_next = g_retired;
+  g_retired = parent;
   reset_thread_after_fork(tls_state);
   __atomic_store_n(&g_runtime, nullptr, __ATOMIC_RELEASE);
   __atomic_store_n(&g_init_state, static_cast<std::uint8_t>(InitState::kNotStarted), __ATOMIC_RELEASE);
-  (void)start_runtime();
 }
 
 Runtime* build_runtime(const Config& config, std::string& why) {
@@ -119,7 +127,8 @@ Runtime* build_runtime(const Config& config, std::string& why) {
                ? (rt->max_value_bytes - abi::kInlinePayload + abi::kContinuationPayload - 1) /
                      abi::kContinuationPayload
                : 0);
-  rt->segment.leak();  // mapped for the life of the process: threads may still write at exit
+  // The Runtime is never destroyed: its segment stays mapped for the life of
+  // the process (threads may still write during exit).
   return rt.release();
 }
 
@@ -165,6 +174,8 @@ Runtime* start_runtime() noexcept {
   if (rt != nullptr) ::on_exit(process_exit, nullptr);
   // Publishes the runtime; pairs with the acquire load in current_runtime().
   __atomic_store_n(&g_runtime, rt, __ATOMIC_RELEASE);
+  // The inline fast path (shmtrace.h) stops calling in once we are off.
+  if (rt == nullptr) __atomic_store_n(&shmtrace_may_record_, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&g_init_state,
                    static_cast<std::uint8_t>(rt != nullptr ? InitState::kRunning : InitState::kOff),
                    __ATOMIC_RELEASE);

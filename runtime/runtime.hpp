@@ -52,6 +52,7 @@ struct Runtime {
   TraceParent inherited;
   std::uint32_t max_value_bytes = 0;   // longest argument value a ring can take
   std::uint32_t max_value_records = 0;
+  Runtime* retired_next = nullptr;     // chain of runtimes retired by fork()
 
   abi::RingControl* ring(std::uint32_t index) const noexcept {
     return reinterpret_cast<abi::RingControl*>(base + abi::ring_offset(*header, index));

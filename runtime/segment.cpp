@@ -60,13 +60,6 @@ SharedObject::SharedObject(SharedObject&& other) noexcept = default;
 SharedObject& SharedObject::operator=(SharedObject&& other) noexcept = default;
 SharedObject::~SharedObject() = default;
 
-void SharedObject::leak() noexcept {
-  // Dropping the Boost objects without destroying them keeps the mapping and
-  // the descriptor for the life of the process.
-  (void)region_.release();
-  (void)shm_.release();
-}
-
 bool SharedObject::reserve(std::uint64_t offset, std::uint64_t length) noexcept {
   if (base_ == nullptr || offset > size_ || length > size_ - offset) return false;
   const int rc = ::posix_fallocate(fd_, static_cast<off_t>(offset), static_cast<off_t>(length));

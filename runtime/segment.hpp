@@ -38,10 +38,6 @@ class SharedObject {
   // so later writes take no page fault. False when shared memory is full.
   bool reserve(std::uint64_t offset, std::uint64_t length) noexcept;
 
-  // Keeps the mapping for the rest of the process: the runtime never unmaps
-  // what another thread (or a signal handler) may still write.
-  void leak() noexcept;
-
   void* base() const { return base_; }
   std::uint64_t size() const { return size_; }
   const std::string& name() const { return name_; }

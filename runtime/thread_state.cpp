@@ -12,7 +12,7 @@
 
 namespace shmtrace::runtime {
 
-thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
+constinit thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
 
 namespace {
 
@@ -244,7 +244,7 @@ void emit_slow(ThreadState& t, Runtime& rt, const abi::Record* records, std::uin
   add_dropped(t, rt, count);
 }
 
-bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id) noexcept {
+bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id, std::uint64_t& ticks) noexcept {
   const TraceParent* parent = t.has_explicit ? &t.explicit_parent : rt.has_inherited ? &rt.inherited : nullptr;
   if (parent != nullptr) {
     // The upstream process decided for the whole trace (W3C sampled flag).
@@ -252,11 +252,12 @@ bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id) noexcept {
     t.trace = parent->trace;
     t.root_parent = parent->span_id;
     t.root_remote = true;
+    ticks = now_ticks();
     return true;
   }
   const std::uint64_t threshold = rt.threshold_for(group_id);
   if (threshold != kKeepAll && next_random(t.rng) >= threshold) return false;
-  const std::uint64_t ticks = now_ticks();
+  ticks = now_ticks();
   if (t.ms_cache_value == 0 || ticks - t.ms_cache_ticks > kMsCacheTicks) {
     t.ms_cache_value = clock_ns(CLOCK_REALTIME) / 1'000'000ull;
     t.ms_cache_ticks = ticks;
@@ -285,14 +286,14 @@ void end_thread(ThreadState& t, Runtime& rt) noexcept {
 void reset_thread_after_fork(ThreadState& t) noexcept {
   // The parent's ring and stack spans belong to the parent's segment. The
   // child's first root span continues the parent's current span.
-  if (t.depth > 0 && t.unsampled_depth == 0) {
+  if (t.depth > 0 && shmtrace_unsampled_depth_ == 0) {
     t.explicit_parent.trace = t.trace;
     t.explicit_parent.span_id = t.stack[t.depth - 1].span_id;
     t.explicit_parent.flags = 1;
     t.has_explicit = true;
   }
   t.depth = 0;
-  t.unsampled_depth = 0;
+  shmtrace_unsampled_depth_ = 0;
   t.control = nullptr;
   t.slots = nullptr;
   t.head = 0;

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "runtime.hpp"
+#include "shmtrace/shmtrace.h"
 #include "shmtrace/abi.hpp"
 #include "trace_context.hpp"
 
@@ -43,8 +44,6 @@ struct ThreadState {
   StackEntry* stack = nullptr;
   std::uint32_t depth = 0;
   std::uint32_t stack_capacity = 0;
-  // Depth of the sampled-out trace we are inside (0: none).
-  std::uint32_t unsampled_depth = 0;
   ThreadStatus status = ThreadStatus::kNew;
   bool root_remote = false;  // the current root's parent came from another process
 
@@ -71,12 +70,15 @@ struct ThreadState {
   abi::Record* scratch = nullptr;    // room for one argument value's records
 };
 
-extern thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
+// constinit: no TLS init-function check on the hot path.
+extern constinit thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
 
 // Slow paths (thread_state.cpp).
 bool ensure_thread(ThreadState& t, Runtime& rt) noexcept;
 void emit_slow(ThreadState& t, Runtime& rt, const abi::Record* records, std::uint32_t count) noexcept;
-bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id) noexcept;
+// Decides sampling for a new root span and sets the trace; when kept, reads
+// the tick counter once into `ticks` for the begin record too.
+bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id, std::uint64_t& ticks) noexcept;
 bool grow_stack(ThreadState& t) noexcept;
 void end_thread(ThreadState& t, Runtime& rt) noexcept;
 // Forgets the ring of a thread inherited through fork(); keeps its trace.
@@ -103,6 +105,23 @@ inline void emit_one(ThreadState& t, Runtime& rt, const abi::Record& record) noe
     return;
   }
   emit_slow(t, rt, &record, 1);
+}
+
+// Writes one record that `fill` composes, straight into the ring slot when
+// there is room (no copy through the stack), else through the slow path.
+// `fill` must set all 64 bytes: the slot holds an older record.
+template <class Fill>
+inline void emit_filled(ThreadState& t, Runtime& rt, Fill&& fill) noexcept {
+  if (__builtin_expect(t.head < t.limit, 1)) {
+    fill(t.slots[t.head & t.mask]);
+    ++t.head;
+    // Publishes the record; pairs with the consumer's acquire load of head.
+    abi::atomic_store(t.control->head, t.head, std::memory_order_release);
+    return;
+  }
+  abi::Record r;
+  fill(r);
+  emit_slow(t, rt, &r, 1);
 }
 
 inline std::uint64_t current_span(const ThreadState& t) noexcept {

@@ -50,8 +50,9 @@ TraceId make_uuid_v7(std::uint64_t unix_ms, std::uint64_t random_a, std::uint64_
 }
 
 std::optional<TraceParent> parse_traceparent(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n')) text.remove_suffix(1);
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
   if (text.size() != 55 || text[2] != '-' || text[35] != '-' || text[52] != '-') return std::nullopt;
   std::uint8_t version = 0;
   if (!parse_hex(text.substr(0, 2), &version, 1) || version != 0) return std::nullopt;

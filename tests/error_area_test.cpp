@@ -7,6 +7,7 @@
 // finds them. Every test removes what it created.
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,12 +16,14 @@
 
 #include <atomic>
 #include <barrier>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -37,11 +40,47 @@ constexpr std::uint32_t kCommitted = static_cast<std::uint32_t>(abi::ErrorState:
 constexpr std::uint32_t kPadding = static_cast<std::uint32_t>(abi::ErrorState::kPadding);
 
 // A pid no live process has (pid_max <= 2^22), unique per test process and
-// test, so concurrent runs of this binary never share chunk names.
+// test, so concurrent runs of this binary never share chunk names: bit 31
+// set, then this process's pid, then a counter.
+constexpr std::uint32_t kTestPidBit = 0x80000000u;
 std::uint32_t unique_pid() {
   static std::atomic<std::uint32_t> counter{0};
-  return 0x80000000u | ((static_cast<std::uint32_t>(::getpid()) & 0x3fffffu) << 8) |
+  return kTestPidBit | ((static_cast<std::uint32_t>(::getpid()) & 0x3fffffu) << 8) |
          (counter.fetch_add(1) & 0xffu);
+}
+
+constexpr char kSpillDirPrefix[] = "shmtrace-error-area-test.";
+
+bool process_gone(unsigned long pid) {
+  return pid != 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+// A test process that died (a crash, an abort under a sanitizer) ran no
+// TearDown: remove the chunks and spill directories such processes left.
+void remove_leftovers_of_dead_test_processes() {
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      unsigned long fake_pid = 0;
+      if (std::sscanf(name.c_str(), "shmtrace.%lu.0000000000001234.err.", &fake_pid) != 1) continue;
+      if ((fake_pid & kTestPidBit) == 0 || fake_pid > 0xffffffffu) continue;
+      if (process_gone((fake_pid >> 8) & 0x3fffffu)) ::shm_unlink(("/" + name).c_str());
+    }
+    ::closedir(dir);
+  }
+  if (DIR* dir = ::opendir("/tmp")) {
+    std::vector<std::string> stale;
+    while (dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      unsigned long pid = 0;
+      if (!name.starts_with(kSpillDirPrefix)) continue;
+      if (std::sscanf(name.c_str() + sizeof kSpillDirPrefix - 1, "%lu.", &pid) != 1) continue;
+      if (process_gone(pid)) stale.push_back("/tmp/" + name);
+    }
+    ::closedir(dir);
+    std::error_code ec;
+    for (const std::string& path : stale) std::filesystem::remove_all(path, ec);
+  }
 }
 
 std::string padded_text(const std::string& head, std::size_t length) {
@@ -104,8 +143,9 @@ struct Harness {
 class ErrorAreaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/shmtrace-error-area-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
+    remove_leftovers_of_dead_test_processes();
+    std::string dir = "/tmp/" + std::string(kSpillDirPrefix) + std::to_string(::getpid()) + ".XXXXXX";
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
     spill_dir_ = dir;
   }
 
@@ -163,7 +203,7 @@ class ErrorAreaTest : public ::testing::Test {
   std::vector<std::unique_ptr<Harness>> harnesses_;
 };
 
-ErrorDraft draft_with_message(const std::string& message) {
+ErrorDraft draft_with_message(std::string_view message) {
   ErrorDraft d;
   d.kind = abi::ErrorKind::kExplicit;
   d.message = message;
@@ -221,6 +261,29 @@ TEST(EncodeErrorEntry, ExactLayout) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(out) + 142, 3), "x=1");
   for (std::uint32_t i = body; i < size; ++i) EXPECT_EQ(out[i], std::byte{0}) << "padding byte " << i;
   EXPECT_EQ(out[size], std::byte{0xaa}) << "wrote past its size";
+}
+
+// A default draft: every text an empty string_view whose data() is null,
+// no frames. memcpy from null is undefined even for zero bytes (UBSan).
+TEST(EncodeErrorEntry, DefaultDraftWithNoTextAtAll) {
+  const ErrorDraft d;
+  ASSERT_EQ(d.type.data(), nullptr);
+  ASSERT_EQ(d.message.data(), nullptr);
+  ASSERT_EQ(d.preview.data(), nullptr);
+  alignas(8) std::byte out[runtime::kMaxErrorEntryBytes];
+  std::memset(out, 0xaa, sizeof out);
+  const std::uint32_t size = runtime::encode_error_entry(d, 3, 10, out);
+  EXPECT_EQ(size, sizeof(abi::ErrorEntry));
+  abi::ErrorEntry e{};
+  std::memcpy(&e, out, sizeof e);
+  EXPECT_EQ(e.size, sizeof(abi::ErrorEntry));
+  EXPECT_EQ(e.sequence, 3u);
+  EXPECT_EQ(e.kind, static_cast<std::uint32_t>(abi::ErrorKind::kExplicit));
+  EXPECT_EQ(e.frame_count, 0);
+  EXPECT_EQ(e.type_length, 0);
+  EXPECT_EQ(e.message_length, 0);
+  EXPECT_EQ(e.preview_length, 0);
+  EXPECT_EQ(out[size], std::byte{0xaa});
 }
 
 TEST(EncodeErrorEntry, SizeIsAlwaysAMultipleOf8) {
@@ -463,7 +526,8 @@ TEST_F(ErrorAreaTest, PaddingSmallerThanAnEntryHeader) {
   const std::string preview(740, 'p');
   constexpr int kErrors = 120;
   for (int i = 1; i <= kErrors; ++i) {
-    ErrorDraft d = draft_with_message(padded_text("big " + std::to_string(i), 500));
+    const std::string message = padded_text("big " + std::to_string(i), 500);
+    ErrorDraft d = draft_with_message(message);
     d.preview = preview;
     h.area->append(d);
   }
@@ -566,7 +630,8 @@ TEST_F(ErrorAreaTest, ConcurrentWritersAcrossSmallChunksLoseNothing) {
       start.arrive_and_wait();
       for (int i = 0; i < kPer; ++i) {
         // Sizes vary from 104 to 400 bytes, so chunk ends fall anywhere.
-        ErrorDraft d = draft_with_message(padded_text(std::to_string(t) + ":" + std::to_string(i), 8 + (i * 37) % 297));
+        const std::string message = padded_text(std::to_string(t) + ":" + std::to_string(i), 8 + (i * 37) % 297);
+        ErrorDraft d = draft_with_message(message);
         d.tid = static_cast<std::uint32_t>(t);
         h.area->append(d);
       }
@@ -592,6 +657,51 @@ TEST_F(ErrorAreaTest, ConcurrentWritersAcrossSmallChunksLoseNothing) {
     ASSERT_EQ(e.message, expected) << "thread " << e.tid;
   }
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[t], kPer);
+}
+
+// The drain reads while producers write: it stops at entries still being
+// written and resumes there, and in the end has every entry exactly once.
+TEST_F(ErrorAreaTest, LiveReaderSeesEveryEntryOnceWhileWritersRun) {
+  Harness& h = make(config_with_chunk(65536), ErrorArea::kDefaultMaxChunks);
+  constexpr int kThreads = 4;
+  constexpr int kPer = 20000;
+  std::atomic<int> running{kThreads};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) {
+        const std::string message = padded_text(std::to_string(t) + ":" + std::to_string(i), 8 + (i * 13) % 150);
+        ErrorDraft d = draft_with_message(message);
+        d.tid = static_cast<std::uint32_t>(t);
+        h.area->append(d);
+      }
+      running.fetch_sub(1);
+    });
+  }
+  std::vector<int> next(kThreads, 0);
+  std::uint64_t total = 0;
+  reader::ErrorCursor cursor;
+  // A failed assertion returns from the lambda, and the writers are still joined.
+  auto consume = [&] {
+    for (;;) {
+      const bool last = running.load() == 0;  // read once more after the writers stopped
+      auto batch = h.reader->read_errors(cursor, 997);
+      ASSERT_TRUE(batch.has_value()) << batch.error().message;
+      for (const auto& e : batch->errors) {
+        ASSERT_LT(e.tid, static_cast<std::uint32_t>(kThreads));
+        const int i = next[e.tid]++;
+        ASSERT_EQ(e.message, padded_text(std::to_string(e.tid) + ":" + std::to_string(i), 8 + (i * 13) % 150));
+      }
+      total += batch->errors.size();
+      cursor = batch->next;
+      if (last && batch->errors.empty()) break;
+    }
+  };
+  consume();
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(total, static_cast<std::uint64_t>(kThreads * kPer));
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[t], kPer);
+  EXPECT_EQ(h.seg->header()->errors_lost, 0u);
 }
 
 // SPEC P5: "never drops". One million errors from four threads, 1 MiB chunks.

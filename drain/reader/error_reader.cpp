@@ -72,7 +72,9 @@ ErrorRecord decode_entry(const abi::ErrorEntry& e, const std::byte* body) {
   r.signal = e.signal;
   r.fault_address = e.fault_address;
   r.frames.resize(e.frame_count);
-  std::memcpy(r.frames.data(), body, std::size_t{e.frame_count} * 8);
+  // An empty vector's data() may be null, and memcpy from or to null is
+  // undefined even for zero bytes.
+  if (e.frame_count > 0) std::memcpy(r.frames.data(), body, std::size_t{e.frame_count} * 8);
   const char* text = reinterpret_cast<const char*>(body) + std::size_t{e.frame_count} * 8;
   r.type.assign(text, e.type_length);
   text += e.type_length;
@@ -143,7 +145,7 @@ Result<Step> chunk_step(const detail::SegmentState& impl, const detail::Mapping&
   std::memcpy(&entry, at, sizeof entry);
   if (auto ok = validate_entry(entry, room, where); !ok) return std::unexpected(ok.error());
   std::vector<std::byte> body(entry.size - sizeof(abi::ErrorEntry));
-  std::memcpy(body.data(), at + sizeof entry, body.size());
+  if (!body.empty()) std::memcpy(body.data(), at + sizeof entry, body.size());
   out.push_back(decode_entry(entry, body.data()));
   cursor.offset += entry.size;
   return Step::kEntry;

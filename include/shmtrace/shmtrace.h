@@ -95,6 +95,44 @@ SHMTRACE_API int shmtrace_set_traceparent(const char* traceparent);
 /* Name of this process's segment ("" when off), for tools and tests. */
 SHMTRACE_API const char* shmtrace_segment_name(void);
 
+/* The inline fast path. A disabled runtime, or a span inside a sampled-out
+ * trace, must cost about a nanosecond, less than a call into the library, so
+ * these two variables are part of the ABI and the helpers below test them in
+ * the caller:
+ *   shmtrace_may_record_       0 once the runtime is a no-op for good (disabled,
+ *                              or no segment); 1 while it records or has not
+ *                              started yet. Written by the runtime only.
+ *   shmtrace_unsampled_depth_  per thread: how deep the calling thread is in a
+ *                              sampled-out trace (0: not in one). Belongs to
+ *                              the calling thread; the helpers keep it.
+ * The macros and the C++ API use these helpers; plain calls of
+ * shmtrace_span_begin_group/shmtrace_span_end_status behave the same, only
+ * slower when nothing is recorded. */
+SHMTRACE_API extern int shmtrace_may_record_;
+SHMTRACE_API extern __thread uint32_t shmtrace_unsampled_depth_
+#if defined(__GNUC__)
+    __attribute__((tls_model("initial-exec")))
+#endif
+    ;
+
+static inline shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtrace_name_t name) {
+  if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return 0;
+  if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
+    ++shmtrace_unsampled_depth_;
+    return 0;
+  }
+  return shmtrace_span_begin_group(group, name);
+}
+
+static inline void shmtrace_span_leave(shmtrace_span_t span, int status) {
+  if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return;
+  if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
+    --shmtrace_unsampled_depth_;
+    return;
+  }
+  shmtrace_span_end_status(span, status);
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -242,7 +242,7 @@ class Scope {
  public:
   // group 0 means the process's default group (the executable's name).
   [[nodiscard]] SHMTRACE_NO_INSTRUMENT Scope(shmtrace_name_t group, shmtrace_name_t name) noexcept
-      : span_(shmtrace_span_begin_group(group, name)), exceptions_(std::uncaught_exceptions()) {}
+      : span_(shmtrace_span_enter(group, name)), exceptions_(std::uncaught_exceptions()) {}
   [[nodiscard]] SHMTRACE_NO_INSTRUMENT explicit Scope(shmtrace_name_t name) noexcept
       : Scope(0, name) {}
 
@@ -255,7 +255,7 @@ class Scope {
       // More exceptions in flight than at construction: one is leaving us.
       status = std::uncaught_exceptions() > exceptions_ ? SHMTRACE_ERR : SHMTRACE_OK;
     }
-    shmtrace_span_end_status(span_, status);
+    shmtrace_span_leave(span_, status);
   }
 
   // Decides the status the span ends with (SHMTRACE_OK or SHMTRACE_ERR),
