@@ -161,10 +161,15 @@ template <class T>
 inline T atomic_fetch_add(T& field, T delta, std::memory_order order) noexcept {
   return std::atomic_ref<T>(field).fetch_add(delta, order);
 }
+// On failure `expected` receives the current value with the acquire half of
+// `order` (a loser of an acq_rel CAS may read what the winner published).
 template <class T>
 inline bool atomic_cas(T& field, T& expected, T desired, std::memory_order order) noexcept {
-  return std::atomic_ref<T>(field).compare_exchange_strong(expected, desired, order,
-                                                           std::memory_order_relaxed);
+  const std::memory_order failure =
+      order == std::memory_order_acq_rel || order == std::memory_order_acquire ? std::memory_order_acquire
+      : order == std::memory_order_seq_cst                                     ? std::memory_order_seq_cst
+                                                                               : std::memory_order_relaxed;
+  return std::atomic_ref<T>(field).compare_exchange_strong(expected, desired, order, failure);
 }
 // Single-writer counter bump: only the owning thread writes, readers load
 // relaxed; a plain load+store keeps the hot path free of locked instructions

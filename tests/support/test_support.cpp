@@ -38,6 +38,17 @@ Child Child::start(const std::vector<std::string>& argv, const std::vector<EnvCh
   for (const EnvChange& c : env) {
     if (!c.erase) env_strings.push_back(c.name + "=" + c.value);
   }
+#if defined(__SANITIZE_THREAD__)
+  // The children's producers sync with a consumer in this process, which
+  // their ThreadSanitizer cannot see (tests/tsan_cross_process.supp).
+  for (std::string& entry : env_strings) {
+    if (entry.rfind("TSAN_OPTIONS=", 0) == 0) entry += std::string(" suppressions=") + SHMTRACE_TSAN_SUPPRESSIONS;
+  }
+  if (std::none_of(env_strings.begin(), env_strings.end(),
+                   [](const std::string& e) { return e.rfind("TSAN_OPTIONS=", 0) == 0; })) {
+    env_strings.push_back(std::string("TSAN_OPTIONS=suppressions=") + SHMTRACE_TSAN_SUPPRESSIONS);
+  }
+#endif
   std::vector<char*> envp;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
