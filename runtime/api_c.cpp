@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "clock.hpp"
+#include "exception_hook.hpp"
 #include "shmtrace/shmtrace.h"
 #include "thread_state.hpp"
 
@@ -99,6 +100,16 @@ std::uint64_t bits_of(T value) noexcept {
   std::uint64_t bits = 0;
   std::memcpy(&bits, &value, sizeof value);
   return bits;
+}
+
+void emit_counter(shmtrace_name_t name, abi::ValueType type, std::uint64_t bits) noexcept {
+  ThreadState& t = tls_state;
+  Runtime* rt = recording_thread(t);
+  if (rt == nullptr) return;
+  abi::Record r = base_record(abi::RecordKind::kCounter, name, t);
+  r.flags = static_cast<std::uint8_t>(type);
+  r.aux = bits;
+  emit_one(t, *rt, r);
 }
 
 constexpr std::uint8_t kIn = 0;
@@ -220,6 +231,25 @@ SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
 
 SHMTRACE_API void shmtrace_span_end(shmtrace_span_t span) { shmtrace_span_end_status(span, SHMTRACE_OK); }
 
+SHMTRACE_API void shmtrace_span_end_exception(shmtrace_span_t span) {
+  Runtime* rt = current_runtime();
+  if (rt == nullptr) return;
+  ThreadState& t = tls_state;
+  if (t.status != ThreadStatus::kReady && !ensure_thread(t, *rt)) return;
+  const std::uint64_t sequence = record_thrown_exception(t, *rt);
+  if (shmtrace_unsampled_depth_ != 0) {
+    --shmtrace_unsampled_depth_;
+    return;
+  }
+  for (std::uint32_t at = t.depth; at > 0; --at) {
+    if (t.stack[at - 1].span_id == span) {
+      t.stack[at - 1].error_ref = static_cast<std::uint32_t>(sequence);
+      break;
+    }
+  }
+  shmtrace_span_end_status(span, SHMTRACE_ERR);
+}
+
 SHMTRACE_API void shmtrace_event_status(shmtrace_name_t name, int status, const char* message) {
   ThreadState& t = tls_state;
   Runtime* rt = recording_thread(t);
@@ -234,23 +264,11 @@ SHMTRACE_API void shmtrace_event(shmtrace_name_t name, const char* message) {
 }
 
 SHMTRACE_API void shmtrace_counter_i64(shmtrace_name_t name, int64_t value) {
-  ThreadState& t = tls_state;
-  Runtime* rt = recording_thread(t);
-  if (rt == nullptr) return;
-  abi::Record r = base_record(abi::RecordKind::kCounter, name, t);
-  r.flags = static_cast<std::uint8_t>(abi::ValueType::kInt);
-  r.aux = bits_of(value);
-  emit_one(t, *rt, r);
+  emit_counter(name, abi::ValueType::kInt, bits_of(value));
 }
 
 SHMTRACE_API void shmtrace_counter_f64(shmtrace_name_t name, double value) {
-  ThreadState& t = tls_state;
-  Runtime* rt = recording_thread(t);
-  if (rt == nullptr) return;
-  abi::Record r = base_record(abi::RecordKind::kCounter, name, t);
-  r.flags = static_cast<std::uint8_t>(abi::ValueType::kDouble);
-  r.aux = bits_of(value);
-  emit_one(t, *rt, r);
+  emit_counter(name, abi::ValueType::kDouble, bits_of(value));
 }
 
 SHMTRACE_API void shmtrace_arg_i64(shmtrace_name_t n, int64_t v) { emit_arg_scalar(n, abi::ValueType::kInt, kIn, bits_of(v)); }

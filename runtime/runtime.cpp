@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "clock.hpp"
+#include "crash_handler.hpp"
 #include "shmtrace/shmtrace.h"
 #include "thread_state.hpp"
 
@@ -61,16 +62,20 @@ void process_exit(int status, void*) noexcept {
 
 void after_fork_child() noexcept {
   // The inherited runtime describes the parent; the child gets its own
-  // segment (P8), created on its first record, so a fork that only execs
-  // leaves no segment behind. The parent's objects stay mapped and are
-  // never touched.
+  // segment (P8), created here, while the child still has a single thread:
+  // created lazily, its first threads would race to start it and lose their
+  // records meanwhile. (A fork that only execs leaves this segment behind
+  // until the exec handling of the preload marks it.) The parent's objects
+  // stay mapped and are never touched.
   Runtime* parent = __atomic_load_n(&g_runtime, __ATOMIC_ACQUIRE);
   if (parent == nullptr) return;
   parent->retired_next = g_retired;
   g_retired = parent;
   reset_thread_after_fork(tls_state);
+  reset_crash_state_after_fork();
   __atomic_store_n(&g_runtime, nullptr, __ATOMIC_RELEASE);
   __atomic_store_n(&g_init_state, static_cast<std::uint8_t>(InitState::kNotStarted), __ATOMIC_RELEASE);
+  (void)start_runtime();
 }
 
 Runtime* build_runtime(const Config& config, std::string& why) {
@@ -170,6 +175,7 @@ Runtime* start_runtime() noexcept {
     g_hooks_installed = true;
     ::pthread_key_create(&g_thread_key, thread_exit);
     ::pthread_atfork(nullptr, nullptr, after_fork_child);
+    install_crash_handlers();
   }
   if (rt != nullptr) ::on_exit(process_exit, nullptr);
   // Publishes the runtime; pairs with the acquire load in current_runtime().

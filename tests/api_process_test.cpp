@@ -188,6 +188,23 @@ TEST(ApiProcess, CppApiCapturesValuesAndExceptions) {
   EXPECT_EQ(args["app::db::Store::put/fields"].value, "std::map<std::string, int>[size=2]{\"a\": 1, \"b\": 2}");
   EXPECT_EQ(args["app::db::Store::put/blob"].value, "<app::db::Opaque>");
   EXPECT_EQ(args["app::db::Store::put/password"].value, "***");
+
+  // Two throws of "disk full": each left a `fail` span (one caught inside
+  // `recover`, one escaping `outer`): one error record per throw, linked from
+  // every span it left; the span that caught it has none.
+  ASSERT_EQ(drained->errors.size(), 2u);
+  for (const auto& e : drained->errors) {
+    EXPECT_EQ(e.kind, abi::ErrorKind::kException);
+    EXPECT_EQ(e.type, "std::runtime_error");
+    EXPECT_EQ(e.message, "disk full");
+    EXPECT_GE(e.frames.size(), 1u);
+    EXPECT_EQ(text(segment, e.span_name_id), "app::db::Store::fail");
+  }
+  const auto& fails = ends["app::db::Store::fail"];
+  EXPECT_EQ(fails[0].span.error_ref, static_cast<std::uint32_t>(drained->errors[0].sequence));
+  EXPECT_EQ(fails[1].span.error_ref, static_cast<std::uint32_t>(drained->errors[1].sequence));
+  EXPECT_EQ(ends["outer"][0].span.error_ref, static_cast<std::uint32_t>(drained->errors[1].sequence));
+  EXPECT_EQ(ends["app::db::Store::recover"][0].span.error_ref, 0u);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <optional>
 #include <map>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -135,6 +136,49 @@ TEST(ProducerProcess, ThreadsWriteExactSequencesIntoTheirOwnRings) {
   EXPECT_GE(rings_used.size(), 1u);
   EXPECT_EQ(drained->stats.unknown_kinds, 0u);
   EXPECT_EQ(drained->stats.broken_continuations, 0u);
+}
+
+// A forked child gets its own segment, ready before the child's threads
+// start (they would otherwise race to create it and lose records), and its
+// first span continues the parent's trace under the parent's open span.
+TEST(ProducerProcess, ForkedChildHasItsOwnSegmentAndContinuesTheTrace) {
+  FinishedRun parent = run_finished({"forked", "2", "3000"});
+  SegmentGuard parent_guard(parent.segment_name);
+  ASSERT_EQ(parent.result.exit_code, 0) << parent.result.err;
+  ASSERT_TRUE(parent.drained) << parent.drained.error().message;
+  const pid_t child_pid = static_cast<pid_t>(std::atoi(parent.result.out.c_str() + 6));
+  ASSERT_GT(child_pid, 0) << parent.result.out;
+  const std::string child_name = find_segment(child_pid, 0);
+  ASSERT_FALSE(child_name.empty());
+  ASSERT_NE(child_name, parent.segment_name);
+  SegmentGuard child_guard(child_name);
+  reader::Segment child = attach_consumer(child_name);
+  auto drained = drain_segment(child);
+  ASSERT_TRUE(drained) << drained.error().message;
+  EXPECT_EQ(child.header().pid, static_cast<std::uint32_t>(child_pid));
+  EXPECT_EQ(child.header().ppid, static_cast<std::uint32_t>(parent.result.pid));
+  EXPECT_EQ(child.state(), abi::ProcessState::kExited);
+
+  reader::DecodedRecord parent_span{};
+  for (const auto& d : parent.drained->records) {
+    if (d.kind == RecordKind::kSpanBegin) parent_span = d;
+  }
+  ASSERT_EQ(text(*parent.segment, parent_span.name_id), "parent");
+  int workers = 0;
+  for (const auto& [tid, records] : drained->by_tid) {
+    for (const auto& d : records) {
+      if (d.kind != RecordKind::kSpanBegin) continue;
+      EXPECT_EQ(text(child, d.name_id), "child");
+      EXPECT_EQ(d.aux, parent_span.span_id) << "the child's root continues the parent's open span";
+      EXPECT_EQ(0, std::memcmp(d.span.trace_id, parent_span.span.trace_id, 16));
+    }
+    if (records.empty() || std::string(records.front().thread.name).rfind("worker-", 0) != 0) continue;
+    ++workers;
+    const ThreadCheck c = check_sequence(child, records, 3000);
+    EXPECT_EQ(c.counters, 3000u);
+    EXPECT_EQ(c.gaps, 0u);
+  }
+  EXPECT_EQ(workers, 2);
 }
 
 // Two processes, the producer far faster than the consumer: under the block

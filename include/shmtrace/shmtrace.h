@@ -53,6 +53,12 @@ SHMTRACE_API shmtrace_span_t shmtrace_span_begin_group(shmtrace_name_t group,
 SHMTRACE_API void shmtrace_span_end(shmtrace_span_t span);
 SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status);
 
+/* Ends a span that a C++ exception is leaving: status ERR, and an error
+ * record for the exception (type, what(), throw-site frames; one record per
+ * throw, however many spans it leaves; kept even in a sampled-out trace).
+ * The C++ Scope calls it; an exception caught inside its span costs nothing. */
+SHMTRACE_API void shmtrace_span_end_exception(shmtrace_span_t span);
+
 /* Instant event in the current span; message may be NULL. */
 SHMTRACE_API void shmtrace_event(shmtrace_name_t name, const char* message);
 SHMTRACE_API void shmtrace_event_status(shmtrace_name_t name, int status, const char* message);

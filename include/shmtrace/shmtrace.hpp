@@ -250,12 +250,13 @@ class Scope {
   Scope& operator=(const Scope&) = delete;
 
   SHMTRACE_NO_INSTRUMENT ~Scope() {
-    int status = status_;
-    if (status == kStatusUnset) {
+    if (status_ == kStatusUnset && std::uncaught_exceptions() > exceptions_) {
       // More exceptions in flight than at construction: one is leaving us.
-      status = std::uncaught_exceptions() > exceptions_ ? SHMTRACE_ERR : SHMTRACE_OK;
+      // Recorded even in a sampled-out trace (errors are always kept).
+      if (__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) != 0) shmtrace_span_end_exception(span_);
+      return;
     }
-    shmtrace_span_leave(span_, status);
+    shmtrace_span_leave(span_, status_ == kStatusUnset ? SHMTRACE_OK : status_);
   }
 
   // Decides the status the span ends with (SHMTRACE_OK or SHMTRACE_ERR),

@@ -11,10 +11,21 @@
 //     args                              one argument of each type, sensitive
 //                                       names, a 3000-byte value
 //     spans <depth>                     nested spans, events and counters
+//     forked <threads> <per_thread>     opens span "parent", forks; the child
+//                                       opens span "child" and runs sequence;
+//                                       prints "child <pid>"
 //     exit <code>                       prints "hello" and exits with <code>
+//     crash <how> <records>             writes <records> counters, opens span
+//                                       "doomed", then dies: how = segv (a
+//                                       write to address 0x10), abort, or
+//                                       own-handler (installs its own SIGSEGV
+//                                       handler that prints "handled" and
+//                                       exits 42, then faults)
 // --wait-signal: wait for SIGUSR1 before writing (the test attaches first).
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -112,6 +123,44 @@ void spans(int depth) {
   }
 }
 
+void own_segv_handler(int) {
+  static const char kText[] = "handled\n";
+  [[maybe_unused]] const ssize_t n = write(STDOUT_FILENO, kText, sizeof kText - 1);
+  _exit(42);
+}
+
+int crash(const std::string& how, unsigned long records) {
+  const shmtrace_name_t seq = SHMTRACE_NAME("seq");
+  for (unsigned long i = 0; i < records; ++i) shmtrace_counter_i64(seq, static_cast<int64_t>(i));
+  if (how == "own-handler") {
+    struct sigaction action {};
+    action.sa_handler = own_segv_handler;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, nullptr);
+  }
+  shmtrace_span_begin(SHMTRACE_NAME("doomed"));
+  std::fflush(stdout);
+  if (how == "abort") std::abort();
+  *reinterpret_cast<volatile int*>(0x10) = 1;
+  return 0;
+}
+
+int forked(int threads, unsigned long per) {
+  const shmtrace_span_t parent = shmtrace_span_begin(SHMTRACE_NAME("parent"));
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const shmtrace_span_t child = shmtrace_span_begin(SHMTRACE_NAME("child"));
+    run_threads(threads, [per](int i) { sequence_worker(i, per); });
+    shmtrace_span_end(child);
+    std::exit(0);  // not _exit: the runtime records the exit status through on_exit
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  shmtrace_span_end(parent);
+  std::printf("child %d\n", pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 void wait_for_go() {
   sigset_t set;
   sigemptyset(&set);
@@ -157,6 +206,10 @@ int main(int argc, char** argv) {
     args();
   } else if (mode == "spans") {
     spans(static_cast<int>(arg(1)));
+  } else if (mode == "crash") {
+    return crash(at + 1 < argc ? argv[at + 1] : "segv", arg(2));
+  } else if (mode == "forked") {
+    return forked(static_cast<int>(arg(1)), arg(2));
   } else if (mode == "exit") {
     std::printf("hello\n");
     return static_cast<int>(arg(1));
