@@ -8,6 +8,7 @@
 #include "clock.hpp"
 #include "exception_hook.hpp"
 #include "shmtrace/shmtrace.h"
+#include "spans.hpp"
 #include "thread_state.hpp"
 
 using namespace shmtrace;
@@ -138,66 +139,12 @@ SHMTRACE_API shmtrace_name_t shmtrace_intern(const char* name) {
 SHMTRACE_API shmtrace_span_t shmtrace_span_begin_group(shmtrace_name_t group, shmtrace_name_t name) {
   Runtime* rt = current_runtime();
   if (rt == nullptr) return 0;
-  ThreadState& t = tls_state;
-  if (shmtrace_unsampled_depth_ != 0) {
-    ++shmtrace_unsampled_depth_;  // inside a sampled-out trace: only keep count
-    return 0;
-  }
-  if (__builtin_expect(t.status != ThreadStatus::kReady, 0) && !ensure_thread(t, *rt)) return 0;
-  std::uint64_t ticks;
-  if (t.depth == 0) {
-    if (group == 0) group = rt->default_group;
-    if (!start_root(t, *rt, group, ticks)) {
-      shmtrace_unsampled_depth_ = 1;
-      return 0;
-    }
-  } else {
-    if (group == 0) group = t.stack[t.depth - 1].group_id;
-    if (__builtin_expect(t.depth == t.stack_capacity, 0) && !grow_stack(t)) return 0;
-    ticks = now_ticks();
-  }
-  std::uint64_t id = t.next_span_id++;
-  if (__builtin_expect(id == 0, 0)) id = t.next_span_id++;
-  const std::uint64_t parent = t.depth > 0 ? t.stack[t.depth - 1].span_id : t.root_parent;
-  const std::uint8_t flags = (t.depth == 0 && t.root_remote) ? abi::kSpanRemoteParent : 0;
-  t.stack[t.depth] = StackEntry{id, parent, ticks, name, group, 0, 0};
-  ++t.depth;
-  emit_filled(t, *rt, [&](abi::Record& r) {
-    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanBegin);
-    r.flags = flags;
-    r.size = 0;
-    r.name_id = name;
-    r.timestamp = ticks;
-    r.span_id = id;
-    r.aux = parent;
-    abi::SpanPayload p;
-    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-    p.parent_span_id = 0;  // code address, for -finstrument-functions spans
-    p.group_id = group;
-    p.error_ref = 0;
-    std::memcpy(r.payload, &p, sizeof p);
-  });
-  return id;
+  return begin_span(tls_state, *rt, group, name, 0);
 }
 
 SHMTRACE_API shmtrace_span_t shmtrace_span_begin(shmtrace_name_t name) {
   return shmtrace_span_begin_group(0, name);
 }
-
-namespace {
-
-// Ending a span below the top: the spans above it were left open (an early
-// return past their end, a longjmp); close them as ERR first. False when the
-// span is not on this thread's stack (ended already, or never ours).
-__attribute__((noinline)) bool close_spans_above(ThreadState& t, shmtrace_span_t span) noexcept {
-  std::uint32_t at = t.depth;
-  while (at > 0 && t.stack[at - 1].span_id != span) --at;
-  if (at == 0) return false;
-  while (t.depth > at) shmtrace_span_end_status(t.stack[t.depth - 1].span_id, SHMTRACE_ERR);
-  return true;
-}
-
-}  // namespace
 
 SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
   Runtime* rt = current_runtime();
@@ -208,25 +155,14 @@ SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
     return;
   }
   if (t.depth == 0) return;  // an end without a begin on this thread
-  if (__builtin_expect(t.stack[t.depth - 1].span_id != span, 0) && !close_spans_above(t, span)) return;
-  const StackEntry top = t.stack[t.depth - 1];
-  const std::uint64_t ticks = now_ticks();
-  --t.depth;
-  emit_filled(t, *rt, [&](abi::Record& r) {
-    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanEnd);
-    r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
-    r.size = 0;
-    r.name_id = top.name_id;
-    r.timestamp = ticks;
-    r.span_id = top.span_id;
-    r.aux = top.begin_ticks;
-    abi::SpanPayload p;
-    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-    p.parent_span_id = top.parent_id;
-    p.group_id = top.group_id;
-    p.error_ref = top.error_ref;
-    std::memcpy(r.payload, &p, sizeof p);
-  });
+  if (__builtin_expect(t.stack[t.depth - 1].span_id != span, 0)) {
+    // Ending a span below the top: the spans above it were left open.
+    std::uint32_t at = t.depth;
+    while (at > 0 && t.stack[at - 1].span_id != span) --at;
+    if (at == 0) return;  // not ours (or already ended): ignore
+    close_spans_above(t, *rt, at);
+  }
+  end_top_span(t, *rt, status == SHMTRACE_OK ? SHMTRACE_OK : SHMTRACE_ERR);
 }
 
 SHMTRACE_API void shmtrace_span_end(shmtrace_span_t span) { shmtrace_span_end_status(span, SHMTRACE_OK); }

@@ -169,6 +169,9 @@ Config parse_config(const EnvLookup& env, std::vector<std::string>& problems) {
       c.spill_dir = t;
     }
   }
+  // Regular expressions are compiled (and reported when malformed) by the runtime.
+  if (const char* v = r.raw("SHMTRACE_INCLUDE")) c.include_functions = v;
+  if (const char* v = r.raw("SHMTRACE_EXCLUDE")) c.exclude_functions = v;
   return c;
 }
 

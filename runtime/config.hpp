@@ -34,6 +34,8 @@ struct Config {
   double sample_rate = 1.0;
   std::vector<GroupRate> group_rates;
   std::string spill_dir = "/tmp";
+  std::string include_functions;  // -finstrument-functions filters (ECMAScript regex), empty = all
+  std::string exclude_functions;
 };
 
 // Looks a variable up; nullptr when unset. The runtime passes getenv.

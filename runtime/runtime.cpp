@@ -16,6 +16,8 @@
 
 #include "clock.hpp"
 #include "crash_handler.hpp"
+#include "lifecycle.hpp"
+#include "module_map.hpp"
 #include "shmtrace/shmtrace.h"
 #include "thread_state.hpp"
 
@@ -49,16 +51,7 @@ void thread_exit(void* state) noexcept {
   if (rt != nullptr && state == &tls_state) end_thread(tls_state, *rt);
 }
 
-void process_exit(int status, void*) noexcept {
-  Runtime* rt = __atomic_load_n(&g_runtime, __ATOMIC_ACQUIRE);
-  if (rt == nullptr || rt->header->pid != static_cast<std::uint32_t>(::getpid())) return;
-  end_thread(tls_state, *rt);
-  rt->header->exit_status = status;
-  rt->header->end_ticks = now_ticks();
-  // Publishes exit_status and end_ticks; pairs with the reader's acquire load.
-  abi::atomic_store(rt->header->state, static_cast<std::uint32_t>(abi::ProcessState::kExited),
-                    std::memory_order_release);
-}
+void process_exit(int status, void*) noexcept { record_exit(status); }
 
 void after_fork_child() noexcept {
   // The inherited runtime describes the parent; the child gets its own
@@ -118,6 +111,17 @@ Runtime* build_runtime(const Config& config, std::string& why) {
   }
 
   rt->default_group = rt->intern(rt->process.exe_name);
+  rt->functions = std::make_unique<FunctionCache>();
+  const auto compile = [](const char* variable, const std::string& pattern, std::optional<std::regex>& out) {
+    if (pattern.empty()) return;
+    try {
+      out.emplace(pattern, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      say(std::string(variable) + "=" + pattern + ": not a regular expression (" + e.what() + "); ignored");
+    }
+  };
+  compile("SHMTRACE_INCLUDE", config.include_functions, rt->include_functions);
+  compile("SHMTRACE_EXCLUDE", config.exclude_functions, rt->exclude_functions);
   rt->sample_threshold = rate_threshold(config.sample_rate);
   for (const GroupRate& g : config.group_rates) {
     rt->group_thresholds.push_back({rt->intern(g.group), rate_threshold(g.rate)});
@@ -144,6 +148,12 @@ std::uint64_t Runtime::threshold_for(std::uint32_t group_id) const noexcept {
     if (g.group_id == group_id) return g.threshold;
   }
   return sample_threshold;
+}
+
+bool Runtime::function_traced(const std::string& name) const {
+  if (include_functions && !std::regex_search(name, *include_functions)) return false;
+  if (exclude_functions && std::regex_search(name, *exclude_functions)) return false;
+  return true;
 }
 
 std::uint32_t Runtime::intern(std::string_view text) noexcept {
@@ -182,6 +192,10 @@ Runtime* start_runtime() noexcept {
   __atomic_store_n(&g_runtime, rt, __ATOMIC_RELEASE);
   // The inline fast path (shmtrace.h) stops calling in once we are off.
   if (rt == nullptr) __atomic_store_n(&shmtrace_may_record_, 0, __ATOMIC_RELAXED);
+  if (rt != nullptr) {
+    record_modules(*rt);
+    record_process_start();
+  }
   __atomic_store_n(&g_init_state,
                    static_cast<std::uint8_t>(rt != nullptr ? InitState::kRunning : InitState::kOff),
                    __ATOMIC_RELEASE);

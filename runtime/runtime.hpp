@@ -9,11 +9,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
 #include "error_area.hpp"
+#include "function_cache.hpp"
 #include "overflow_writer.hpp"
 #include "process_info.hpp"
 #include "segment.hpp"
@@ -53,6 +56,9 @@ struct Runtime {
   std::uint32_t max_value_bytes = 0;   // longest argument value a ring can take
   std::uint32_t max_value_records = 0;
   Runtime* retired_next = nullptr;     // chain of runtimes retired by fork()
+  std::unique_ptr<FunctionCache> functions;  // -finstrument-functions decisions
+  std::optional<std::regex> include_functions;
+  std::optional<std::regex> exclude_functions;
 
   abi::RingControl* ring(std::uint32_t index) const noexcept {
     return reinterpret_cast<abi::RingControl*>(base + abi::ring_offset(*header, index));
@@ -62,6 +68,8 @@ struct Runtime {
   }
   std::uint64_t threshold_for(std::uint32_t group_id) const noexcept;
   std::uint32_t intern(std::string_view text) noexcept;
+  // Whether the include/exclude filters keep an instrumented function.
+  bool function_traced(const std::string& name) const;
 };
 
 // Set once initialisation succeeded; read on every API call.

@@ -22,10 +22,11 @@ struct StackEntry {
   std::uint64_t span_id;
   std::uint64_t parent_id;
   std::uint64_t begin_ticks;
+  std::uint64_t code;       // function address of an instrumented span, 0 for API spans
   std::uint32_t name_id;
   std::uint32_t group_id;
   std::uint32_t error_ref;  // last error recorded in this span
-  std::uint32_t reserved;
+  std::uint32_t uncaught;   // instrumented spans: std::uncaught_exceptions() at entry
 };
 
 enum class ThreadStatus : std::uint8_t { kNew = 0, kReady = 1, kExited = 2 };

@@ -22,13 +22,15 @@ packages=(
   libgtest-dev        # the test suite
   libgmock-dev
   libbenchmark-dev    # bench/
+  libdw-dev           # drain/symbols: libdwfl, code addresses to function names
+  libelf-dev
   git
   ca-certificates
 )
 # Coming with the drain and tools (names checked with apt-cache policy on
 # Debian 12); add each here when the build first needs it:
 #   libcli11-dev nlohmann-json3-dev libre2-dev libtomlplusplus-dev
-#   libcpp-httplib-dev libdw-dev libelf-dev
+#   libcpp-httplib-dev
 
 mode=all
 case "${1:-}" in

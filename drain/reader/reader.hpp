@@ -129,6 +129,15 @@ struct ErrorBatch {
   std::vector<ErrorRecord> errors;
 };
 
+// One loaded object from the segment's module map (P9), validated: enough to
+// symbolize the process's code addresses after it is gone (drain/symbols).
+struct ModuleRecord {
+  std::uint64_t base;         // load bias (dl_iterate_phdr's dlpi_addr); 0 for a non-PIE executable
+  std::uint64_t size;         // end of the highest PT_LOAD segment, relative to base
+  std::string path;           // the object's file
+  std::string build_id_hex;   // lowercase hex; empty when the object has none
+};
+
 class Segment {
  public:
   // Attaches to /dev/shm/<name> (name without the leading '/'), opened with
@@ -175,6 +184,13 @@ class Segment {
   // Interned string by id; validated (bounds, length, ready flag).
   Result<std::string_view> string(std::uint32_t id) const;
   Result<std::uint8_t> string_flags(std::uint32_t id) const;
+
+  // The module map's published entries, in the order the runtime added them
+  // (append-only: an object dlclosed and another loaded at the same address
+  // both stay listed). Checks count <= capacity, the capacity against
+  // modules_size, each path id and build_id_size; any bad field fails the
+  // whole map, naming the entry and the field. Empty when modules_size is 0.
+  Result<std::vector<ModuleRecord>> modules() const;
 
   // kConsume only: publishes the consumer heartbeat (drain_heartbeat_ns and
   // drain_pid) that producers under the block policy wait on.

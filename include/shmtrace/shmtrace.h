@@ -121,7 +121,15 @@ SHMTRACE_API extern __thread uint32_t shmtrace_unsampled_depth_
 #endif
     ;
 
-static inline shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtrace_name_t name) {
+#if defined(__GNUC__)
+#define SHMTRACE_INLINE static inline __attribute__((always_inline, no_instrument_function))
+#else
+#define SHMTRACE_INLINE static inline
+#endif
+
+/* no_instrument_function: a program built with -finstrument-functions must
+ * not turn these helpers into traced out-of-line calls. */
+SHMTRACE_INLINE shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtrace_name_t name) {
   if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return 0;
   if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
     ++shmtrace_unsampled_depth_;
@@ -130,7 +138,7 @@ static inline shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtrac
   return shmtrace_span_begin_group(group, name);
 }
 
-static inline void shmtrace_span_leave(shmtrace_span_t span, int status) {
+SHMTRACE_INLINE void shmtrace_span_leave(shmtrace_span_t span, int status) {
   if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return;
   if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
     --shmtrace_unsampled_depth_;

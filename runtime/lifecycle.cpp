@@ -1,0 +1,256 @@
+// Process lifecycle wrappers (P8, P9): fork, the exec family, posix_spawn and
+// _exit are interposed so that
+//   * the process tree can be rebuilt: kFork/kExec/kExit records, and the
+//     segment's state says an image exec'd (into what) or exited (with what);
+//   * a child started from a traced process joins its trace: TRACEPARENT in
+//     the new image's environment carries the current span.
+// Exec and spawn build the new environment on the stack, without malloc: a
+// vfork child runs in its parent's memory, where it must not allocate, and
+// must not mark its parent's segment (it checks the pid first).
+#include <dlfcn.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstring>
+
+#include "clock.hpp"
+#include "shmtrace/shmtrace.h"
+#include "lifecycle.hpp"
+#include "thread_state.hpp"
+
+extern char** environ;
+
+namespace shmtrace::runtime {
+namespace {
+
+// Stack arrays, so kept small (a thread may have a small stack): a larger
+// environment passes unchanged (without TRACEPARENT), a longer execl*
+// argument list fails with E2BIG.
+constexpr std::size_t kMaxEnvironment = 1024;
+constexpr std::size_t kMaxArguments = 512;
+
+template <class Fn>
+Fn real(const char* name) noexcept {
+  return reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+}
+
+// The runtime of this process image, or null: off, or a vfork child (which
+// shares its parent's runtime and must not write to it).
+Runtime* own_runtime() noexcept {
+  Runtime* rt = __atomic_load_n(&g_runtime, __ATOMIC_ACQUIRE);
+  if (rt == nullptr || rt->header->pid != static_cast<std::uint32_t>(::syscall(SYS_getpid))) return nullptr;
+  return rt;
+}
+
+void emit_lifecycle(Runtime& rt, abi::RecordKind kind, std::uint8_t flags, std::uint32_t name,
+                    std::uint64_t aux) noexcept {
+  ThreadState& t = tls_state;
+  if (t.status != ThreadStatus::kReady && !ensure_thread(t, rt)) return;
+  abi::Record r{};
+  r.kind = static_cast<std::uint8_t>(kind);
+  r.flags = flags;
+  r.name_id = name;
+  r.timestamp = now_ticks();
+  r.span_id = current_span(t);
+  r.aux = aux;
+  emit_one(t, rt, r);
+}
+
+// `envp` with TRACEPARENT set to the current context, in `out` (room for
+// kMaxEnvironment + 2 pointers) and `entry` (room for the "TRACEPARENT=..."
+// text). Returns envp itself when there is no context or no room.
+char* const* with_traceparent(char* const* envp, char** out, char* entry) noexcept {
+  static constexpr char kPrefix[] = "TRACEPARENT=";
+  constexpr std::size_t kPrefixLength = sizeof kPrefix - 1;
+  if (envp == nullptr || shmtrace_traceparent(entry + kPrefixLength, SHMTRACE_TRACEPARENT_SIZE) != 0) return envp;
+  std::memcpy(entry, kPrefix, kPrefixLength);
+  std::size_t n = 0;
+  for (char* const* e = envp; *e != nullptr; ++e) {
+    if (std::strncmp(*e, kPrefix, kPrefixLength) == 0) continue;  // replaced below
+    if (n == kMaxEnvironment) return envp;
+    out[n++] = *e;
+  }
+  out[n++] = entry;
+  out[n] = nullptr;
+  return out;
+}
+
+// Before an exec: record it and mark the image; returns whether it did, so
+// a failed exec can be undone.
+bool before_exec(const char* path) noexcept {
+  Runtime* rt = own_runtime();
+  if (rt == nullptr) return false;
+  const std::uint32_t target = path != nullptr ? rt->intern(path) : 0;
+  emit_lifecycle(*rt, abi::RecordKind::kExec, 0, target, 0);
+  rt->header->exec_target_id = target;
+  rt->header->end_ticks = now_ticks();
+  // Publishes exec_target_id; pairs with the reader's acquire load of state.
+  abi::atomic_store(rt->header->state, static_cast<std::uint32_t>(abi::ProcessState::kExeced),
+                    std::memory_order_release);
+  return true;
+}
+
+void after_failed_exec(bool marked) noexcept {
+  Runtime* rt = own_runtime();
+  if (!marked || rt == nullptr) return;
+  abi::atomic_store(rt->header->state, static_cast<std::uint32_t>(abi::ProcessState::kRunning),
+                    std::memory_order_release);
+  emit_lifecycle(*rt, abi::RecordKind::kExec, abi::kStatusErr, rt->header->exec_target_id, 0);
+}
+
+using ExecFn = int (*)(const char*, char* const[], char* const[]);
+
+int traced_exec(ExecFn exec, const char* path, char* const argv[], char* const envp[]) noexcept {
+  char* environment[kMaxEnvironment + 2];
+  char entry[16 + SHMTRACE_TRACEPARENT_SIZE];
+  char* const* env = with_traceparent(envp, environment, entry);
+  const bool marked = before_exec(path);
+  const int rc = exec(path, argv, env);
+  const int saved = errno;
+  after_failed_exec(marked);
+  errno = saved;
+  return rc;
+}
+
+// Collects an execl-style argument list (the first argument already read).
+bool collect_arguments(const char* first, va_list& rest, char** out) noexcept {
+  std::size_t n = 0;
+  for (const char* a = first;; a = va_arg(rest, const char*)) {
+    if (n == kMaxArguments) return false;
+    out[n++] = const_cast<char*>(a);
+    if (a == nullptr) return true;
+  }
+}
+
+}  // namespace
+
+void record_process_start() noexcept {
+  if (Runtime* rt = own_runtime()) emit_lifecycle(*rt, abi::RecordKind::kProcessStart, 0, 0, rt->header->ppid);
+}
+
+void record_fork(pid_t child) noexcept {
+  if (Runtime* rt = own_runtime()) emit_lifecycle(*rt, abi::RecordKind::kFork, 0, 0, static_cast<std::uint64_t>(child));
+}
+
+void record_exit(int status) noexcept {
+  Runtime* rt = own_runtime();
+  if (rt == nullptr) return;
+  const auto state = abi::atomic_load(rt->header->state, std::memory_order_acquire);
+  if (state != static_cast<std::uint32_t>(abi::ProcessState::kRunning)) return;  // recorded already
+  emit_lifecycle(*rt, abi::RecordKind::kExit, 0, 0, static_cast<std::uint64_t>(static_cast<std::uint32_t>(status)));
+  end_thread(tls_state, *rt);
+  rt->header->exit_status = status;
+  rt->header->end_ticks = now_ticks();
+  // Publishes exit_status and end_ticks; pairs with the reader's acquire load.
+  abi::atomic_store(rt->header->state, static_cast<std::uint32_t>(abi::ProcessState::kExited),
+                    std::memory_order_release);
+}
+
+}  // namespace shmtrace::runtime
+
+using namespace shmtrace::runtime;
+
+#define SHMTRACE_WRAPPER extern "C" SHMTRACE_API
+
+SHMTRACE_WRAPPER pid_t fork(void) {
+  static auto real_fork = real<pid_t (*)()>("fork");
+  const pid_t child = real_fork();  // runs the runtime's atfork handlers
+  if (child > 0) record_fork(child);
+  return child;
+}
+
+SHMTRACE_WRAPPER int execve(const char* path, char* const argv[], char* const envp[]) {
+  static auto exec = real<ExecFn>("execve");
+  return traced_exec(exec, path, argv, envp);
+}
+
+SHMTRACE_WRAPPER int execv(const char* path, char* const argv[]) { return execve(path, argv, environ); }
+
+SHMTRACE_WRAPPER int execvpe(const char* file, char* const argv[], char* const envp[]) {
+  static auto exec = real<ExecFn>("execvpe");
+  return traced_exec(exec, file, argv, envp);
+}
+
+SHMTRACE_WRAPPER int execvp(const char* file, char* const argv[]) { return execvpe(file, argv, environ); }
+
+SHMTRACE_WRAPPER int execl(const char* path, const char* arg, ...) {
+  char* argv[kMaxArguments];
+  va_list rest;
+  va_start(rest, arg);
+  const bool ok = collect_arguments(arg, rest, argv);
+  va_end(rest);
+  if (!ok) {
+    errno = E2BIG;
+    return -1;
+  }
+  return execve(path, argv, environ);
+}
+
+SHMTRACE_WRAPPER int execlp(const char* file, const char* arg, ...) {
+  char* argv[kMaxArguments];
+  va_list rest;
+  va_start(rest, arg);
+  const bool ok = collect_arguments(arg, rest, argv);
+  va_end(rest);
+  if (!ok) {
+    errno = E2BIG;
+    return -1;
+  }
+  return execvpe(file, argv, environ);
+}
+
+SHMTRACE_WRAPPER int execle(const char* path, const char* arg, ...) {
+  char* argv[kMaxArguments];
+  va_list rest;
+  va_start(rest, arg);
+  const bool ok = collect_arguments(arg, rest, argv);
+  char* const* envp = ok ? va_arg(rest, char* const*) : nullptr;
+  va_end(rest);
+  if (!ok) {
+    errno = E2BIG;
+    return -1;
+  }
+  return execve(path, argv, envp);
+}
+
+namespace {
+
+using SpawnFn = int (*)(pid_t*, const char*, const posix_spawn_file_actions_t*, const posix_spawnattr_t*,
+                        char* const[], char* const[]);
+
+int traced_spawn(SpawnFn spawn, pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                 const posix_spawnattr_t* attributes, char* const argv[], char* const envp[]) {
+  char* environment[kMaxEnvironment + 2];
+  char entry[16 + SHMTRACE_TRACEPARENT_SIZE];
+  pid_t child = 0;
+  const int rc = spawn(&child, path, actions, attributes, argv, with_traceparent(envp, environment, entry));
+  if (rc == 0) {
+    if (pid != nullptr) *pid = child;
+    record_fork(child);
+  }
+  return rc;
+}
+
+}  // namespace
+
+SHMTRACE_WRAPPER int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                                 const posix_spawnattr_t* attributes, char* const argv[], char* const envp[]) {
+  static auto spawn = real<SpawnFn>("posix_spawn");
+  return traced_spawn(spawn, pid, path, actions, attributes, argv, envp);
+}
+
+SHMTRACE_WRAPPER int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* actions,
+                                  const posix_spawnattr_t* attributes, char* const argv[], char* const envp[]) {
+  static auto spawn = real<SpawnFn>("posix_spawnp");
+  return traced_spawn(spawn, pid, file, actions, attributes, argv, envp);
+}
+
+SHMTRACE_WRAPPER [[noreturn]] void _exit(int status) {
+  record_exit(status);
+  ::syscall(SYS_exit_group, status);
+  __builtin_unreachable();
+}
+
+SHMTRACE_WRAPPER [[noreturn]] void _Exit(int status) { _exit(status); }

@@ -1,0 +1,152 @@
+// LD_PRELOAD=libshmtrace.so on a program that knows nothing of shmtrace
+// (tests/plain/st_plain.c): every process image gets its own segment, the
+// segments rebuild the process tree, children join the parent's trace through
+// TRACEPARENT, and the program's output and exit code never change.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "support/test_support.hpp"
+
+namespace shmtrace::test {
+namespace {
+
+using abi::RecordKind;
+
+constexpr char kTrace[] = "0123456789abcdef0123456789abcdef";
+
+EnvChange preload() { return {"LD_PRELOAD", SHMTRACE_LIBRARY_PATH}; }
+
+struct SegmentView {
+  std::string name;
+  abi::SegmentHeader header{};
+  abi::ProcessState state = abi::ProcessState::kRunning;
+  std::int32_t exit_status = 0;
+  std::string exec_target;
+  std::vector<reader::DecodedRecord> records;
+};
+
+std::vector<SegmentView> segments_of(pid_t pid) {
+  std::vector<SegmentView> out;
+  auto listed = reader::list_segments(static_cast<std::uint32_t>(pid));
+  if (!listed) return out;
+  for (const auto& l : *listed) {
+    auto s = reader::Segment::attach(l.name, reader::Access::kConsume);
+    if (!s) continue;
+    // The processes have ended: the header copy taken now is final.
+    SegmentView v{l.name, s->header(), s->state(), s->exit_status(), text(*s, s->header().exec_target_id), {}};
+    if (auto d = drain_segment(*s)) v.records = d->records;
+    (void)s->unlink();
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::uint64_t count_kind(const SegmentView& v, RecordKind kind) {
+  std::uint64_t n = 0;
+  for (const auto& d : v.records) n += d.kind == kind;
+  return n;
+}
+
+TEST(PreloadProcess, EveryImageHasASegmentAndTheTreeAndTraceHoldTogether) {
+  const std::string traceparent = std::string("00-") + kTrace + "-00000000000000aa-01";
+  const RunResult r = run({program_path("st_plain"), "tree"}, {preload(), {"TRACEPARENT", traceparent}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  std::map<std::string, pid_t> child;
+  std::istringstream in(r.out);
+  for (std::string how; in >> how;) {
+    if (how == "leaf") {
+      std::string rest;
+      std::getline(in, rest);
+      continue;
+    }
+    int pid = 0;
+    int code = 0;
+    in >> pid >> code;
+    child[how] = pid;
+    EXPECT_EQ(code, 5) << how << " child's exit code passed through unchanged";
+  }
+  ASSERT_EQ(child.size(), 3u) << r.out;
+
+  std::uint8_t trace[16];
+  for (int i = 0; i < 16; ++i) trace[i] = static_cast<std::uint8_t>(std::stoi(std::string(kTrace + 2 * i, 2), nullptr, 16));
+
+  const auto parent = segments_of(r.pid);
+  ASSERT_EQ(parent.size(), 1u);
+  EXPECT_EQ(parent[0].state, abi::ProcessState::kExited);
+  EXPECT_EQ(parent[0].exit_status, 0);
+  EXPECT_EQ(0, std::memcmp(parent[0].header.trace_id, trace, 16));
+  EXPECT_EQ(count_kind(parent[0], RecordKind::kProcessStart), 1u);
+  // fork and posix_spawn are recorded in the parent, with the child's pid.
+  std::vector<std::uint64_t> forks;
+  for (const auto& d : parent[0].records) {
+    if (d.kind == RecordKind::kFork) forks.push_back(d.aux);
+  }
+  EXPECT_EQ(forks, (std::vector<std::uint64_t>{static_cast<std::uint64_t>(child["fork"]),
+                                               static_cast<std::uint64_t>(child["spawn"])}));
+  EXPECT_EQ(count_kind(parent[0], RecordKind::kExec), 0u) << "the vfork child must not mark its parent";
+
+  for (const auto& [how, pid] : child) {
+    SCOPED_TRACE(how);
+    const auto images = segments_of(pid);
+    // fork: the post-fork image (exec'd) and the new one; spawn and vfork:
+    // only the new image (no fork handlers run in them).
+    ASSERT_EQ(images.size(), how == "fork" ? 2u : 1u);
+    int leaves = 0;
+    for (const auto& v : images) {
+      EXPECT_EQ(v.header.ppid, static_cast<std::uint32_t>(r.pid));
+      EXPECT_EQ(0, std::memcmp(v.header.trace_id, trace, 16)) << "joined the parent's trace";
+      if (v.state == abi::ProcessState::kExeced) {
+        EXPECT_EQ(how, "fork");
+        EXPECT_EQ(v.exec_target, "/proc/self/exe");
+        EXPECT_EQ(count_kind(v, RecordKind::kExec), 1u);
+        continue;
+      }
+      ++leaves;
+      EXPECT_EQ(v.state, abi::ProcessState::kExited);
+      EXPECT_EQ(v.exit_status, 5) << "_exit(5) recorded";
+      EXPECT_EQ(count_kind(v, RecordKind::kProcessStart), 1u);
+      EXPECT_EQ(count_kind(v, RecordKind::kExit), 1u);
+      EXPECT_EQ(std::string(v.header.cmdline, v.header.cmdline_size), std::string("/proc/self/exe\0leaf", 19));
+    }
+    EXPECT_EQ(leaves, 1);
+  }
+}
+
+TEST(PreloadProcess, OutputAndExitCodeAreThoseOfTheProgramAlone) {
+  const RunResult alone = run({program_path("st_plain"), "hello", "3"});
+  const RunResult traced = run({program_path("st_plain"), "hello", "3"}, {preload()});
+  remove_segments_of(traced.pid);
+  const RunResult off = run({program_path("st_plain"), "hello", "3"}, {preload(), {"SHMTRACE_DISABLE", "1"}});
+  EXPECT_EQ(find_segment(off.pid, 0), "");
+  for (const RunResult* r : {&traced, &off}) {
+    EXPECT_EQ(r->exit_code, alone.exit_code);
+    EXPECT_EQ(r->out, alone.out);
+    EXPECT_EQ(r->err, alone.err);
+  }
+  EXPECT_EQ(alone.exit_code, 3);
+  EXPECT_EQ(alone.out, "hello\n");
+}
+
+TEST(PreloadProcess, UnwritableSharedMemoryLeavesOutputAndExitCodeAlone) {
+  ASSERT_EQ(::geteuid(), 0u) << "this test needs root for unshare(1) and mount(8)";
+  // Only the program is preloaded (unshare, sh and mount are not), inside a
+  // private mount namespace with a read-only /dev/shm.
+  const RunResult r = run({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                           "mount -t tmpfs -o ro,size=1M tmpfs /dev/shm && LD_PRELOAD=\"$1\" exec \"$0\" hello 3",
+                           program_path("st_plain"), SHMTRACE_LIBRARY_PATH});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "hello\n");
+  std::istringstream in(r.err);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_EQ(lines[0].rfind("shmtrace: cannot create shared memory /dev/shm/shmtrace.", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find("; tracing is off for this process"), std::string::npos) << lines[0];
+}
+
+}  // namespace
+}  // namespace shmtrace::test
