@@ -1,14 +1,13 @@
 #include "module_map.hpp"
 
 #include <dlfcn.h>
-#include <elf.h>
-#include <link.h>
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
+#include <string>
 
 #include "runtime.hpp"
+#include "symbols/process_modules.hpp"
 #include "shmtrace/shmtrace.h"
 
 namespace shmtrace::runtime {
@@ -17,63 +16,12 @@ namespace {
 // Serialises appends (start and concurrent dlopens); never taken on the hot path.
 std::mutex g_map_mutex;
 
-struct Walk {
-  Runtime* rt;
-  abi::ModuleMapHeader* header;
-  abi::ModuleEntry* entries;
-  bool first = true;
-};
-
-// The GNU build id, from the object's PT_NOTE segments already in memory.
-std::uint32_t build_id_of(const dl_phdr_info* info, std::uint8_t (&out)[20]) noexcept {
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_NOTE) continue;
-    const auto* at = reinterpret_cast<const std::uint8_t*>(info->dlpi_addr + ph.p_vaddr);
-    const std::uint8_t* end = at + ph.p_memsz;
-    while (at + sizeof(ElfW(Nhdr)) <= end) {
-      const auto* note = reinterpret_cast<const ElfW(Nhdr)*>(at);
-      const std::uint8_t* name = at + sizeof(ElfW(Nhdr));
-      const std::uint8_t* desc = name + ((note->n_namesz + 3u) & ~3u);
-      if (note->n_type == NT_GNU_BUILD_ID && note->n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0 &&
-          desc + note->n_descsz <= end) {
-        const std::uint32_t n = std::min<std::uint32_t>(note->n_descsz, sizeof out);
-        std::memcpy(out, desc, n);
-        return n;
-      }
-      at = desc + ((note->n_descsz + 3u) & ~3u);
-    }
+std::uint32_t build_id_bytes(const std::string& hex, std::uint8_t (&out)[20]) noexcept {
+  std::uint32_t n = 0;
+  for (std::size_t i = 0; i + 1 < hex.size() && n < sizeof out; i += 2) {
+    out[n++] = static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
   }
-  return 0;
-}
-
-int visit(dl_phdr_info* info, std::size_t, void* data) noexcept {
-  auto& walk = *static_cast<Walk*>(data);
-  Runtime& rt = *walk.rt;
-  // The first object is the main program (its name is empty).
-  std::string path = info->dlpi_name != nullptr ? info->dlpi_name : "";
-  if (walk.first && path.empty()) path = rt.process.exe;
-  walk.first = false;
-  if (path.empty()) return 0;
-  std::uint64_t size = 0;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type == PT_LOAD) size = std::max<std::uint64_t>(size, ph.p_vaddr + ph.p_memsz);
-  }
-  const std::uint32_t count = walk.header->count;  // we are the only writer (mutex)
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if (walk.entries[i].base == info->dlpi_addr && walk.entries[i].size == size) return 0;  // already listed
-  }
-  if (count >= walk.header->capacity) return 1;  // full: stop walking
-  abi::ModuleEntry& entry = walk.entries[count];
-  entry = abi::ModuleEntry{};
-  entry.base = info->dlpi_addr;
-  entry.size = size;
-  entry.path_id = rt.intern(path);
-  entry.build_id_size = build_id_of(info, entry.build_id);
-  // Publishes the entry; pairs with the reader's acquire load of count.
-  abi::atomic_store(walk.header->count, count + 1, std::memory_order_release);
-  return 0;
+  return n;
 }
 
 }  // namespace
@@ -82,12 +30,27 @@ void record_modules(Runtime& rt) noexcept {
   try {
     std::lock_guard<std::mutex> lock(g_map_mutex);
     auto* header = reinterpret_cast<abi::ModuleMapHeader*>(rt.base + rt.layout.modules_offset);
-    Walk walk{&rt, header, reinterpret_cast<abi::ModuleEntry*>(header + 1)};
-    ::dl_iterate_phdr(visit, &walk);
+    auto* entries = reinterpret_cast<abi::ModuleEntry*>(header + 1);
+    for (const symbols::Module& m : symbols::modules_of_this_process()) {
+      const std::uint32_t count = header->count;  // we are the only writer (mutex)
+      const bool listed = std::any_of(entries, entries + count, [&](const abi::ModuleEntry& e) {
+        return e.base == m.base && e.size == m.size;
+      });
+      if (listed) continue;
+      if (count >= header->capacity) break;
+      abi::ModuleEntry& entry = entries[count];
+      entry = abi::ModuleEntry{};
+      entry.base = m.base;
+      entry.size = m.size;
+      entry.path_id = rt.intern(m.path);
+      entry.build_id_size = build_id_bytes(m.build_id_hex, entry.build_id);
+      // Publishes the entry; pairs with the reader's acquire load of count.
+      abi::atomic_store(header->count, count + 1, std::memory_order_release);
+    }
     abi::atomic_fetch_add(header->generation, std::uint64_t{1}, std::memory_order_relaxed);
   } catch (...) {
-    // A mutex that cannot be taken, an allocation that failed: the map stays
-    // as it was; the drain names such addresses by number.
+    // An allocation that failed: the map stays as it was; the drain names
+    // such addresses by number.
   }
 }
 

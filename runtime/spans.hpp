@@ -4,6 +4,7 @@
 #ifndef SHMTRACE_RUNTIME_SPANS_HPP
 #define SHMTRACE_RUNTIME_SPANS_HPP
 
+#include <cstddef>
 #include <cstring>
 
 #include "clock.hpp"
@@ -11,6 +12,28 @@
 #include "thread_state.hpp"
 
 namespace shmtrace::runtime {
+
+// Stores a span record as eight 8-byte words (no byte-sized stores, no copy
+// through the stack): kind/flags/size/name, timestamp, span id, aux, the
+// trace id, then the payload's last two words.
+inline void store_span_record(abi::Record& r, abi::RecordKind kind, std::uint8_t flags, std::uint32_t name,
+                              std::uint64_t timestamp, std::uint64_t span_id, std::uint64_t aux,
+                              const TraceId& trace, std::uint64_t word6, std::uint32_t group,
+                              std::uint32_t error_ref) noexcept {
+  static_assert(offsetof(abi::SpanPayload, parent_span_id) == 16 && offsetof(abi::SpanPayload, group_id) == 24 &&
+                offsetof(abi::SpanPayload, error_ref) == 28);
+  const std::uint64_t head = static_cast<std::uint64_t>(kind) | static_cast<std::uint64_t>(flags) << 8 |
+                             static_cast<std::uint64_t>(name) << 32;  // size (bits 16..31) is 0
+  const std::uint64_t last = static_cast<std::uint64_t>(group) | static_cast<std::uint64_t>(error_ref) << 32;
+  auto* out = reinterpret_cast<std::byte*>(&r);
+  std::memcpy(out, &head, 8);
+  std::memcpy(out + 8, &timestamp, 8);
+  std::memcpy(out + 16, &span_id, 8);
+  std::memcpy(out + 24, &aux, 8);
+  std::memcpy(out + 32, trace.bytes, 16);
+  std::memcpy(out + 48, &word6, 8);
+  std::memcpy(out + 56, &last, 8);
+}
 
 // Opens a span; returns its id, 0 when it is not recorded (sampled out, or a
 // thread that cannot record). `group` 0: the parent's group, or the
@@ -41,19 +64,8 @@ inline std::uint64_t begin_span(ThreadState& t, Runtime& rt, std::uint32_t group
   t.stack[t.depth] = StackEntry{id, parent, ticks, code, name, group, 0, 0};
   ++t.depth;
   emit_filled(t, rt, [&](abi::Record& r) {
-    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanBegin);
-    r.flags = flags;
-    r.size = 0;
-    r.name_id = name;
-    r.timestamp = ticks;
-    r.span_id = id;
-    r.aux = parent;
-    abi::SpanPayload p;
-    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-    p.parent_span_id = code;  // SpanBegin: the code address (abi.hpp)
-    p.group_id = group;
-    p.error_ref = 0;
-    std::memcpy(r.payload, &p, sizeof p);
+    // SpanBegin: aux = parent, payload word 6 = the code address (abi.hpp).
+    store_span_record(r, abi::RecordKind::kSpanBegin, flags, name, ticks, id, parent, t.trace, code, group, 0);
   });
   return id;
 }
@@ -63,20 +75,11 @@ inline void end_top_span(ThreadState& t, Runtime& rt, int status) noexcept {
   const StackEntry top = t.stack[t.depth - 1];
   const std::uint64_t ticks = now_ticks();
   --t.depth;
+  const std::uint8_t flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
   emit_filled(t, rt, [&](abi::Record& r) {
-    r.kind = static_cast<std::uint8_t>(abi::RecordKind::kSpanEnd);
-    r.flags = status == SHMTRACE_OK ? 0 : abi::kStatusErr;
-    r.size = 0;
-    r.name_id = top.name_id;
-    r.timestamp = ticks;
-    r.span_id = top.span_id;
-    r.aux = top.begin_ticks;
-    abi::SpanPayload p;
-    std::memcpy(p.trace_id, t.trace.bytes, sizeof p.trace_id);
-    p.parent_span_id = top.parent_id;
-    p.group_id = top.group_id;
-    p.error_ref = top.error_ref;
-    std::memcpy(r.payload, &p, sizeof p);
+    // SpanEnd: aux = begin time, payload word 6 = the parent.
+    store_span_record(r, abi::RecordKind::kSpanEnd, flags, top.name_id, ticks, top.span_id, top.begin_ticks,
+                      t.trace, top.parent_id, top.group_id, top.error_ref);
   });
 }
 

@@ -10,6 +10,9 @@
 
 #include "clock.hpp"
 
+// Itanium C++ ABI: the calling thread's exception globals.
+extern "C" void* __cxa_get_globals() noexcept;
+
 namespace shmtrace::runtime {
 
 constinit thread_local ThreadState tls_state __attribute__((tls_model("initial-exec")));
@@ -220,6 +223,11 @@ bool ensure_thread(ThreadState& t, Runtime& rt) noexcept {
   }
   char name[17] = {};
   ::prctl(PR_GET_NAME, name, 0, 0, 0);
+  struct EhGlobals {
+    void* caught;
+    unsigned uncaught;
+  };
+  if (auto* globals = static_cast<EhGlobals*>(__cxa_get_globals())) t.uncaught_exceptions = &globals->uncaught;
   t.ring_index = abi::kNoRing;
   t.control = nullptr;
   t.slots = nullptr;

@@ -69,6 +69,10 @@ struct ThreadState {
   bool block_gave_up = false;             // stop waiting until the heartbeat moves
   std::uint64_t block_gave_up_heartbeat = 0;
   abi::Record* scratch = nullptr;    // room for one argument value's records
+  // This thread's count of exceptions in flight, inside the C++ runtime's
+  // per-thread globals (Itanium C++ ABI: __cxa_eh_globals { caught; unsigned
+  // uncaught; }): std::uncaught_exceptions() without a call.
+  const unsigned* uncaught_exceptions = nullptr;
 };
 
 // constinit: no TLS init-function check on the hot path.

@@ -38,6 +38,18 @@ Child Child::start(const std::vector<std::string>& argv, const std::vector<EnvCh
   for (const EnvChange& c : env) {
     if (!c.erase) env_strings.push_back(c.name + "=" + c.value);
   }
+#if defined(__SANITIZE_ADDRESS__)
+  // The preload tests put libshmtrace.so ahead of ASan's runtime in the
+  // children, which ASan refuses unless told the order is fine.
+  bool asan_options = false;
+  for (std::string& entry : env_strings) {
+    if (entry.rfind("ASAN_OPTIONS=", 0) == 0) {
+      entry += ":verify_asan_link_order=0";
+      asan_options = true;
+    }
+  }
+  if (!asan_options) env_strings.push_back("ASAN_OPTIONS=verify_asan_link_order=0");
+#endif
 #if defined(__SANITIZE_THREAD__)
   // The children's producers sync with a consumer in this process, which
   // their ThreadSanitizer cannot see (tests/tsan_cross_process.supp).
