@@ -228,19 +228,9 @@ SHMTRACE_API uint64_t shmtrace_error(const char* type, const char* message) {
   ThreadState& t = tls_state;
   if (t.status != ThreadStatus::kReady) (void)ensure_thread(t, *rt);
   ErrorDraft d;
-  d.kind = abi::ErrorKind::kExplicit;
-  d.timestamp = now_ticks();
-  d.tid = t.tid;
   // Errors are kept even inside a sampled-out trace, without a span link.
-  StackEntry* top = (t.depth > 0 && shmtrace_unsampled_depth_ == 0) ? &t.stack[t.depth - 1] : nullptr;
-  if (top != nullptr) {
-    d.span_id = top->span_id;
-    std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
-    d.group_id = top->group_id;
-    d.span_name_id = top->name_id;
-  } else {
-    d.group_id = rt->default_group;
-  }
+  describe_error(d, abi::ErrorKind::kExplicit, t, *rt);
+  StackEntry* top = recorded_top(t);
   void* frames[abi::kMaxErrorFrames + 1];
   const int captured = rt->config.max_frames == 0 ? 0 : ::backtrace(frames, static_cast<int>(rt->config.max_frames) + 1);
   std::uint64_t addresses[abi::kMaxErrorFrames];

@@ -90,19 +90,10 @@ std::uint64_t fault_ip(void* context) noexcept {
 void record_crash(Runtime& rt, int sig, const siginfo_t* info, void* context) noexcept {
   ThreadState& t = tls_state;
   ErrorDraft d;
-  d.kind = abi::ErrorKind::kCrash;
-  d.timestamp = now_ticks();
-  d.tid = t.tid != 0 ? t.tid : static_cast<std::uint32_t>(::gettid());
+  describe_error(d, abi::ErrorKind::kCrash, t, rt);
+  if (d.tid == 0) d.tid = static_cast<std::uint32_t>(::gettid());  // a thread that never recorded
   d.signal = static_cast<std::uint32_t>(sig);
   d.fault_address = reinterpret_cast<std::uint64_t>(info != nullptr ? info->si_addr : nullptr);
-  d.group_id = rt.default_group;
-  if (t.depth > 0 && shmtrace_unsampled_depth_ == 0) {
-    const StackEntry& top = t.stack[t.depth - 1];
-    d.span_id = top.span_id;
-    std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
-    d.group_id = top.group_id;
-    d.span_name_id = top.name_id;
-  }
   // Frame 0 is where the fault happened; backtrace() then walks from here,
   // through the signal trampoline, into the faulting code's callers.
   std::uint64_t frames[abi::kMaxErrorFrames];
@@ -131,7 +122,7 @@ void record_crash(Runtime& rt, int sig, const siginfo_t* info, void* context) no
   d.type = signal_name(sig);
   d.message = std::string_view(message, length);
   const std::uint64_t sequence = rt.errors->append(d, /*may_create=*/false);
-  if (t.depth > 0 && shmtrace_unsampled_depth_ == 0) t.stack[t.depth - 1].error_ref = static_cast<std::uint32_t>(sequence);
+  if (StackEntry* top = recorded_top(t)) top->error_ref = static_cast<std::uint32_t>(sequence);
 
   rt.header->exit_status = sig;
   rt.header->end_ticks = now_ticks();

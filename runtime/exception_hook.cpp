@@ -74,17 +74,7 @@ std::uint64_t record_thrown_exception(ThreadState& t, Runtime& rt) noexcept {
   ThrownException* thrown = tls_thrown;
   if (thrown != nullptr && thrown->sequence != 0) return thrown->sequence;
   ErrorDraft d;
-  d.kind = abi::ErrorKind::kException;
-  d.timestamp = now_ticks();
-  d.tid = t.tid;
-  d.group_id = rt.default_group;
-  if (t.depth > 0 && shmtrace_unsampled_depth_ == 0) {
-    const StackEntry& top = t.stack[t.depth - 1];
-    d.span_id = top.span_id;
-    std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
-    d.group_id = top.group_id;
-    d.span_name_id = top.name_id;
-  }
+  describe_error(d, abi::ErrorKind::kException, t, rt);
   char* demangled = nullptr;
   if (thrown != nullptr && thrown->type != nullptr) {
     int status = 0;

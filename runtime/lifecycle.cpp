@@ -175,44 +175,45 @@ SHMTRACE_WRAPPER int execvpe(const char* file, char* const argv[], char* const e
 
 SHMTRACE_WRAPPER int execvp(const char* file, char* const argv[]) { return execvpe(file, argv, environ); }
 
-SHMTRACE_WRAPPER int execl(const char* path, const char* arg, ...) {
+namespace {
+
+// The execl* family: gathers the argument list (and, for execle, the
+// environment after it), then calls the vector form.
+int exec_list(int (*exec)(const char*, char* const[], char* const[]), const char* file, const char* arg,
+              va_list& rest, bool environment_follows) {
   char* argv[kMaxArguments];
-  va_list rest;
-  va_start(rest, arg);
-  const bool ok = collect_arguments(arg, rest, argv);
-  va_end(rest);
-  if (!ok) {
+  if (!collect_arguments(arg, rest, argv)) {
     errno = E2BIG;
     return -1;
   }
-  return execve(path, argv, environ);
+  char* const* envp = environment_follows ? va_arg(rest, char* const*) : environ;
+  return exec(file, argv, envp);
+}
+
+}  // namespace
+
+SHMTRACE_WRAPPER int execl(const char* path, const char* arg, ...) {
+  va_list rest;
+  va_start(rest, arg);
+  const int rc = exec_list(execve, path, arg, rest, false);
+  va_end(rest);
+  return rc;
 }
 
 SHMTRACE_WRAPPER int execlp(const char* file, const char* arg, ...) {
-  char* argv[kMaxArguments];
   va_list rest;
   va_start(rest, arg);
-  const bool ok = collect_arguments(arg, rest, argv);
+  const int rc = exec_list(execvpe, file, arg, rest, false);
   va_end(rest);
-  if (!ok) {
-    errno = E2BIG;
-    return -1;
-  }
-  return execvpe(file, argv, environ);
+  return rc;
 }
 
 SHMTRACE_WRAPPER int execle(const char* path, const char* arg, ...) {
-  char* argv[kMaxArguments];
   va_list rest;
   va_start(rest, arg);
-  const bool ok = collect_arguments(arg, rest, argv);
-  char* const* envp = ok ? va_arg(rest, char* const*) : nullptr;
+  const int rc = exec_list(execve, path, arg, rest, true);
   va_end(rest);
-  if (!ok) {
-    errno = E2BIG;
-    return -1;
-  }
-  return execve(path, argv, envp);
+  return rc;
 }
 
 namespace {

@@ -10,6 +10,9 @@
 #define SHMTRACE_RUNTIME_THREAD_STATE_HPP
 
 #include <cstdint>
+#include <cstring>
+
+#include "clock.hpp"
 
 #include "runtime.hpp"
 #include "shmtrace/shmtrace.h"
@@ -127,6 +130,28 @@ inline void emit_filled(ThreadState& t, Runtime& rt, Fill&& fill) noexcept {
   abi::Record r;
   fill(r);
   emit_slow(t, rt, &r, 1);
+}
+
+// The recorded span an error belongs to: the top of the stack, or null
+// outside any span or inside a sampled-out trace.
+inline StackEntry* recorded_top(ThreadState& t) noexcept {
+  return (t.depth > 0 && shmtrace_unsampled_depth_ == 0) ? &t.stack[t.depth - 1] : nullptr;
+}
+
+// Fills where an error happened: kind, time, thread, and the recorded span
+// (with its trace, group and name) if there is one, else the default group.
+// Async-signal-safe.
+inline void describe_error(ErrorDraft& d, abi::ErrorKind kind, ThreadState& t, const Runtime& rt) noexcept {
+  d.kind = kind;
+  d.timestamp = now_ticks();
+  d.tid = t.tid;
+  d.group_id = rt.default_group;
+  if (const StackEntry* top = recorded_top(t)) {
+    d.span_id = top->span_id;
+    std::memcpy(d.trace_id, t.trace.bytes, sizeof d.trace_id);
+    d.group_id = top->group_id;
+    d.span_name_id = top->name_id;
+  }
 }
 
 inline std::uint64_t current_span(const ThreadState& t) noexcept {

@@ -3,7 +3,7 @@
  *
  *   st_plain hello <code>   prints "hello" and exits with <code>
  *   st_plain tree           starts three children of itself ("leaf"): one by
- *                           fork + execv, one by posix_spawn, one by vfork +
+ *                           fork + execl, one by posix_spawn, one by vfork +
  *                           execv; prints "<how> <pid> <exit code>" for each
  *   st_plain leaf           prints "leaf <pid> <ppid>" and _exit(5)s
  */
@@ -28,7 +28,7 @@ static int tree(const char* self) {
   fflush(stdout);
   pid_t forked = fork();
   if (forked == 0) {
-    execv(self, leaf);
+    execl(self, self, "leaf", (char*)NULL); /* the variadic family, too */
     _exit(127);
   }
   printf("fork %d %d\n", forked, wait_for(forked));
