@@ -24,12 +24,13 @@ packages=(
   libbenchmark-dev    # bench/
   libdw-dev           # drain/symbols: libdwfl, code addresses to function names
   libelf-dev
+  libcli11-dev        # shmtrace-drain's command line
   git
   ca-certificates
 )
 # Coming with the drain and tools (names checked with apt-cache policy on
 # Debian 12); add each here when the build first needs it:
-#   libcli11-dev nlohmann-json3-dev libre2-dev libtomlplusplus-dev
+#   nlohmann-json3-dev libre2-dev libtomlplusplus-dev
 #   libcpp-httplib-dev
 
 mode=all

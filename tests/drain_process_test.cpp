@@ -1,0 +1,169 @@
+// shmtrace-drain end to end (SPEC D2, D3, D7, D9): real producers, the real
+// drain process, the SQLite database read back: every record exactly once,
+// also when the drain is SIGKILLed and restarted mid-stream.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "support/test_support.hpp"
+
+namespace shmtrace::test {
+namespace {
+
+// A database path in /tmp, its files removed before and after the test.
+struct TempDb {
+  explicit TempDb(const std::string& name)
+      : path("/tmp/shmtrace-test-" + std::to_string(::getpid()) + "-" + name + ".db") {
+    remove();
+  }
+  ~TempDb() { remove(); }
+  void remove() const {
+    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::remove((path + suffix).c_str());
+  }
+  operator const std::string&() const { return path; }
+  std::string path;
+};
+
+struct Database {
+  explicit Database(const std::string& path) { sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr); }
+  ~Database() { sqlite3_close(db); }
+  std::int64_t number(const std::string& sql) const {
+    sqlite3_stmt* s = nullptr;
+    std::int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+      v = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    return v;
+  }
+  std::string text(const std::string& sql) const {
+    sqlite3_stmt* s = nullptr;
+    std::string v;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+      if (const unsigned char* t = sqlite3_column_text(s, 0)) v = reinterpret_cast<const char*>(t);
+    }
+    sqlite3_finalize(s);
+    return v;
+  }
+  sqlite3* db = nullptr;
+};
+
+RunResult drain_once(const std::string& db) { return run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"}); }
+
+// Each thread's counters are exactly 0..n-1, each once.
+void expect_exact_counters(const Database& d, pid_t pid, int threads, long n) {
+  const std::string of_pid =
+      " FROM records r JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(pid) + " AND r.kind = 'counter'";
+  EXPECT_EQ(d.number("SELECT count(*)" + of_pid), threads * n);
+  EXPECT_EQ(d.number("SELECT count(DISTINCT tid)" + of_pid), threads);
+  EXPECT_EQ(d.number("SELECT count(*) FROM (SELECT tid, count(DISTINCT value) c, min(CAST(value AS INTEGER)) lo, "
+                     "max(CAST(value AS INTEGER)) hi" + of_pid + " GROUP BY tid) WHERE c = " + std::to_string(n) +
+                     " AND lo = 0 AND hi = " + std::to_string(n - 1)),
+            threads);
+}
+
+TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
+  const TempDb db("exact");
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    const RunResult r = run({program_path("st_producer"), "sequence", "2", "3000"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    pids.push_back(r.pid);
+  }
+  const RunResult drained = drain_once(db);
+  ASSERT_EQ(drained.exit_code, 0) << drained.err;
+  EXPECT_EQ(drained.err, "");
+  Database d(db);
+  for (pid_t pid : pids) {
+    SCOPED_TRACE(pid);
+    expect_exact_counters(d, pid, 2, 3000);
+    EXPECT_EQ(d.number("SELECT count(*) FROM records r JOIN processes p USING (process_key) WHERE p.pid = " +
+                       std::to_string(pid) + " AND r.kind = 'arg' AND r.name = 'text'"),
+              2 * 188);
+    EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + std::to_string(pid)), "exited");
+    EXPECT_EQ(find_segment(pid, 0), "") << "the drained segment is removed";
+  }
+  // A payload reassembled from continuation records, exactly.
+  EXPECT_EQ(d.text("SELECT value FROM records WHERE kind = 'arg' AND name = 'text' AND value LIKE 'v2992:%' LIMIT 1").size(),
+            192u);
+  EXPECT_EQ(d.number("PRAGMA user_version"), 1);
+}
+
+TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
+  constexpr long kCounters = 300000;
+  const TempDb db("killed");
+  // The producer waits for the drain (block policy) rather than dropping.
+  Child producer = Child::start({program_path("st_producer"), "sequence", "2", std::to_string(kCounters)},
+                                {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "1024"},
+                                 {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "60000"}});
+  std::mt19937 random(12345);
+  int kills = 0;
+  for (int round = 0; round < 6; ++round) {
+    Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 80));
+    ::kill(drain.pid(), SIGKILL);  // anywhere: mid-batch, mid-commit, between commit and hand-back
+    const RunResult killed = drain.wait();
+    kills += killed.signal == SIGKILL;
+  }
+  EXPECT_EQ(kills, 6);
+  // One last drain runs until the producer is done, then stops on SIGTERM.
+  Child last = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  const RunResult produced = producer.wait();
+  ASSERT_EQ(produced.exit_code, 0) << produced.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(last.pid(), SIGTERM);
+  const RunResult stopped = last.wait();
+  EXPECT_EQ(stopped.exit_code, 0) << "SIGTERM: flush and exit 0; " << stopped.err;
+  ASSERT_EQ(drain_once(db).exit_code, 0);
+  Database d(db);
+  expect_exact_counters(d, produced.pid, 2, kCounters);
+  EXPECT_EQ(find_segment(produced.pid, 0), "");
+}
+
+TEST(DrainProcess, ASecondDrainOnTheSameDatabaseIsRefused) {
+  const TempDb db("second");
+  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const RunResult second = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_EQ(second.err, "shmtrace-drain: another shmtrace-drain is using " + db.path + " (lock " + db.path + ".lock)\n");
+  ::kill(first.pid(), SIGTERM);
+  EXPECT_EQ(first.wait().exit_code, 0);
+}
+
+TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
+  const TempDb db("crash");
+  std::vector<EnvChange> env;
+  for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"}) {
+    const char* current = std::getenv(name);
+    const std::string flags = "handle_segv=0";
+    env.push_back({name, current != nullptr && *current != '\0' ? std::string(current) + ":" + flags : flags});
+  }
+  const RunResult r = run({program_path("st_producer"), "crash", "segv", "700"}, env);
+  ASSERT_EQ(r.signal, SIGSEGV);
+  ASSERT_EQ(drain_once(db).exit_code, 0);
+  Database d(db);
+  const std::string pid = std::to_string(r.pid);
+  EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + pid), "crashed");
+  EXPECT_EQ(d.number("SELECT exit_status FROM processes WHERE pid = " + pid), SIGSEGV);
+  EXPECT_EQ(d.number("SELECT count(*) FROM records r JOIN processes p USING (process_key) WHERE p.pid = " + pid +
+                     " AND kind = 'counter'"),
+            700);
+  EXPECT_EQ(d.text("SELECT message FROM errors e JOIN processes p USING (process_key) WHERE p.pid = " + pid +
+                   " AND e.kind = 'crash'"),
+            "SIGSEGV at 0x10");
+  EXPECT_EQ(d.number("SELECT count(*) FROM spans s JOIN processes p USING (process_key) WHERE p.pid = " + pid +
+                     " AND s.name = 'doomed' AND s.duration_ns IS NULL"),
+            1)
+      << "the span open at the crash is stored unfinished";
+  EXPECT_EQ(find_segment(r.pid, 0), "");
+}
+
+}  // namespace
+}  // namespace shmtrace::test
