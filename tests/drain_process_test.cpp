@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "support/test_support.hpp"
@@ -163,6 +165,49 @@ TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
             1)
       << "the span open at the crash is stored unfinished";
   EXPECT_EQ(find_segment(r.pid, 0), "");
+}
+
+// -finstrument-functions names the runtime only knew by address ("@0x...")
+// are stored resolved, through the module map, after the workers exited.
+TEST(DrainProcess, InstrumentedFunctionsAreStoredByNameWithExactCounts) {
+  const TempDb db("workload");
+  const RunResult r = run({program_path("st_workload"), "--workers", "2", "--iterations", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(drain_once(db).exit_code, 0);
+  Database d(db);
+  // "worker <i> pid <pid> status 0" and "worker <i> count <name> <n>".
+  std::map<int, pid_t> pids;
+  std::map<int, std::map<std::string, long>> counts;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    int index = 0;
+    int pid = 0;
+    if (std::sscanf(line.c_str(), "worker %d pid %d", &index, &pid) == 2) pids[index] = pid;
+    const std::size_t at = line.find(" count ");
+    if (std::sscanf(line.c_str(), "worker %d", &index) == 1 && at != std::string::npos) {
+      const std::string rest = line.substr(at + 7);
+      const std::size_t space = rest.rfind(' ');
+      counts[index][rest.substr(0, space)] = std::stol(rest.substr(space + 1));
+    }
+  }
+  ASSERT_EQ(pids.size(), 2u) << r.out;
+  for (const auto& [index, pid] : pids) {
+    SCOPED_TRACE("worker " + std::to_string(index));
+    // The exec'd image's row (its post-fork image is the one marked execed).
+    const std::string image = "(SELECT process_key FROM processes WHERE pid = " + std::to_string(pid) +
+                              " AND state = 'exited')";
+    EXPECT_EQ(d.number("SELECT count(*) FROM spans WHERE process_key = " + image + " AND name LIKE '@0x%'"), 0);
+    ASSERT_GE(counts[index].size(), 15u);
+    for (const auto& [function, calls] : counts[index]) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(d.db, ("SELECT count(*) FROM spans WHERE process_key = " + image + " AND name = ?").c_str(),
+                         -1, &s, nullptr);
+      sqlite3_bind_text(s, 1, function.c_str(), -1, SQLITE_TRANSIENT);
+      const long stored = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+      sqlite3_finalize(s);
+      EXPECT_EQ(stored, calls) << function;
+    }
+  }
 }
 
 }  // namespace

@@ -105,7 +105,8 @@ std::uint64_t start_ticks_of(std::uint32_t pid) {
 
 class Converter {
  public:
-  Converter(const reader::Segment& s, Store& store, std::int64_t key) : s_(s), store_(store), key_(key) {}
+  Converter(const reader::Segment& s, Store& store, std::int64_t key, SegmentConsumer& names)
+      : s_(s), store_(store), key_(key), names_(names) {}
 
   StoreResult<void> store(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position,
                           std::uint32_t tid) {
@@ -118,7 +119,7 @@ class Converter {
         r.parent_span_id = d.aux;
         r.tid = tid;
         r.group = text_of(s_, d.span.group_id);
-        r.name = text_of(s_, d.name_id);
+        r.name = names_.name_of(d.name_id);
         r.start_ns = clock.to_wall_ns(d.timestamp);
         r.code = d.span.parent_span_id;  // SpanBegin: the code address
         return store_.span_begin(key_, r);
@@ -130,7 +131,7 @@ class Converter {
         r.parent_span_id = d.span.parent_span_id;
         r.tid = tid;
         r.group = text_of(s_, d.span.group_id);
-        r.name = text_of(s_, d.name_id);
+        r.name = names_.name_of(d.name_id);
         r.start_ns = clock.to_wall_ns(d.aux);
         r.duration_ns = d.timestamp >= d.aux ? clock.duration_ns(d.aux, d.timestamp) : 0;
         r.status = (d.flags & abi::kStatusErr) != 0 ? 1 : 0;
@@ -191,6 +192,7 @@ class Converter {
   const reader::Segment& s_;
   Store& store_;
   std::int64_t key_;
+  SegmentConsumer& names_;
 };
 
 }  // namespace
@@ -231,7 +233,7 @@ StoreResult<SegmentConsumer> SegmentConsumer::open(reader::Segment segment, Stor
 StoreResult<PassStats> SegmentConsumer::pass(Store& store) {
   PassStats stats;
   segment_.heartbeat();
-  Converter convert(segment_, store, key_);
+  Converter convert(segment_, store, key_, *this);
   std::vector<reader::RingBatch> rings;
   std::optional<reader::OverflowBatch> overflow;
   reader::ErrorCursor next = cursor_;
@@ -326,6 +328,26 @@ StoreResult<PassStats> SegmentConsumer::pass(Store& store) {
     if (auto ok = segment_.commit_overflow(*overflow); !ok) return std::unexpected(StoreError{ok.error().message});
   }
   return stats;
+}
+
+const std::string& SegmentConsumer::name_of(std::uint32_t id) {
+  auto known = names_.find(id);
+  if (known != names_.end()) return known->second;
+  std::string name = text_of(segment_, id);
+  if (name.rfind("@0x", 0) == 0) {
+    if (!resolver_) {
+      std::vector<symbols::Module> modules;
+      if (auto listed = segment_.modules()) {
+        for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
+      }
+      if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
+    }
+    if (resolver_) {
+      // An address the resolver cannot name keeps its "@0x" form.
+      if (auto symbol = resolver_->resolve(std::strtoull(name.c_str() + 3, nullptr, 16))) name = symbol->function;
+    }
+  }
+  return names_.emplace(id, std::move(name)).first->second;
 }
 
 bool SegmentConsumer::image_gone() const {

@@ -9,9 +9,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <string>
 
 #include "reader/reader.hpp"
 #include "store/store.hpp"
+#include "symbols/resolver.hpp"
 
 namespace shmtrace::drain {
 
@@ -36,6 +39,9 @@ class SegmentConsumer {
 
   const std::string& name() const { return segment_.name(); }
 
+  // The stored name of a string id: "@0x<addr>" resolved to the function.
+  const std::string& name_of(std::uint32_t id);
+
  private:
   SegmentConsumer(reader::Segment segment, std::int64_t key, reader::ErrorCursor cursor);
 
@@ -43,6 +49,10 @@ class SegmentConsumer {
   std::int64_t key_ = 0;
   reader::ErrorCursor cursor_;
   std::map<std::uint32_t, std::uint32_t> ring_tid_;  // ring -> thread that wrote the records read last
+  // Names of instrumented functions the runtime could only give by address
+  // ("@0x..."), resolved through the segment's module map (P9), per name id.
+  std::optional<symbols::Resolver> resolver_;
+  std::map<std::uint32_t, std::string> names_;
 };
 
 }  // namespace shmtrace::drain
