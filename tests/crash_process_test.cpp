@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <cstdlib>
 
 #include "support/test_support.hpp"
 
@@ -18,19 +17,6 @@ struct Crashed {
   std::uint64_t counters = 0;
   std::uint64_t doomed_span = 0;
 };
-
-// Under a sanitizer build the sanitizer's own fatal-signal handler would be
-// the "previous handler" we hand the signal to, and it reports and exits
-// instead of dying by the signal: turn it off for the child.
-std::vector<EnvChange> without_sanitizer_signal_handlers() {
-  const std::string flags = "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
-  std::vector<EnvChange> env;
-  for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"}) {
-    const char* current = std::getenv(name);
-    env.push_back({name, current != nullptr && *current != '\0' ? std::string(current) + ":" + flags : flags});
-  }
-  return env;
-}
 
 Crashed run_crash(const std::string& how, unsigned long records) {
   Crashed c{run_finished({"crash", how, std::to_string(records)}, without_sanitizer_signal_handlers()), 0, 0};

@@ -141,13 +141,7 @@ TEST(DrainProcess, ASecondDrainOnTheSameDatabaseIsRefused) {
 
 TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
   const TempDb db("crash");
-  std::vector<EnvChange> env;
-  for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"}) {
-    const char* current = std::getenv(name);
-    const std::string flags = "handle_segv=0";
-    env.push_back({name, current != nullptr && *current != '\0' ? std::string(current) + ":" + flags : flags});
-  }
-  const RunResult r = run({program_path("st_producer"), "crash", "segv", "700"}, env);
+  const RunResult r = run({program_path("st_producer"), "crash", "segv", "700"}, without_sanitizer_signal_handlers());
   ASSERT_EQ(r.signal, SIGSEGV);
   ASSERT_EQ(drain_once(db).exit_code, 0);
   Database d(db);
@@ -175,37 +169,24 @@ TEST(DrainProcess, InstrumentedFunctionsAreStoredByNameWithExactCounts) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(drain_once(db).exit_code, 0);
   Database d(db);
-  // "worker <i> pid <pid> status 0" and "worker <i> count <name> <n>".
-  std::map<int, pid_t> pids;
-  std::map<int, std::map<std::string, long>> counts;
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    int index = 0;
-    int pid = 0;
-    if (std::sscanf(line.c_str(), "worker %d pid %d", &index, &pid) == 2) pids[index] = pid;
-    const std::size_t at = line.find(" count ");
-    if (std::sscanf(line.c_str(), "worker %d", &index) == 1 && at != std::string::npos) {
-      const std::string rest = line.substr(at + 7);
-      const std::size_t space = rest.rfind(' ');
-      counts[index][rest.substr(0, space)] = std::stol(rest.substr(space + 1));
-    }
-  }
-  ASSERT_EQ(pids.size(), 2u) << r.out;
-  for (const auto& [index, pid] : pids) {
+  const std::map<int, WorkloadWorker> workers = parse_workload_output(r.out);
+  ASSERT_EQ(workers.size(), 2u) << r.out;
+  for (const auto& [index, worker] : workers) {
     SCOPED_TRACE("worker " + std::to_string(index));
+    const pid_t pid = worker.pid;
     // The exec'd image's row (its post-fork image is the one marked execed).
     const std::string image = "(SELECT process_key FROM processes WHERE pid = " + std::to_string(pid) +
                               " AND state = 'exited')";
     EXPECT_EQ(d.number("SELECT count(*) FROM spans WHERE process_key = " + image + " AND name LIKE '@0x%'"), 0);
-    ASSERT_GE(counts[index].size(), 15u);
-    for (const auto& [function, calls] : counts[index]) {
+    ASSERT_GE(worker.counts.size(), 15u);
+    for (const auto& [function, calls] : worker.counts) {
       sqlite3_stmt* s = nullptr;
       sqlite3_prepare_v2(d.db, ("SELECT count(*) FROM spans WHERE process_key = " + image + " AND name = ?").c_str(),
                          -1, &s, nullptr);
       sqlite3_bind_text(s, 1, function.c_str(), -1, SQLITE_TRANSIENT);
-      const long stored = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+      const std::int64_t stored = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
       sqlite3_finalize(s);
-      EXPECT_EQ(stored, calls) << function;
+      EXPECT_EQ(stored, static_cast<std::int64_t>(calls)) << function;
     }
   }
 }

@@ -19,37 +19,7 @@ namespace {
 
 using abi::RecordKind;
 
-struct Worker {
-  pid_t pid = 0;
-  std::string status;
-  std::map<std::string, std::uint64_t> counts;  // function -> calls, from the worker itself
-};
-
-// Parses "worker <i> pid <pid> status <s>" and "worker <i> count <name> <n>"
-// (a name may contain spaces: the count is the last field).
-std::map<int, Worker> parse_workers(const std::string& out) {
-  std::map<int, Worker> workers;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    int index = 0;
-    char what[16] = {};
-    int consumed = 0;
-    if (std::sscanf(line.c_str(), "worker %d %15s %n", &index, what, &consumed) != 2) continue;
-    const std::string rest = line.substr(static_cast<std::size_t>(consumed));
-    if (std::strcmp(what, "pid") == 0) {
-      int pid = 0;
-      char status[32] = {};
-      if (std::sscanf(rest.c_str(), "%d status %31s", &pid, status) == 2) {
-        workers[index].pid = pid;
-        workers[index].status = status;
-      }
-    } else if (std::strcmp(what, "count") == 0) {
-      const std::size_t space = rest.rfind(' ');
-      workers[index].counts[rest.substr(0, space)] = std::stoull(rest.substr(space + 1));
-    }
-  }
-  return workers;
-}
+using Worker = WorkloadWorker;
 
 // What one exec'd worker image left: its spans by resolved function name.
 struct Image {
@@ -110,7 +80,7 @@ void remove_all_segments(const std::map<int, Worker>& workers, pid_t parent) {
 
 TEST(WorkloadProcess, SpanCountsPerFunctionEqualTheProgramsOwnCounts) {
   const RunResult r = run({program_path("st_workload"), "--workers", "3", "--iterations", "500"});
-  const std::map<int, Worker> workers = parse_workers(r.out);
+  const std::map<int, Worker> workers = parse_workload_output(r.out);
   struct Cleanup {
     const std::map<int, Worker>& w;
     pid_t p;
@@ -161,14 +131,9 @@ TEST(WorkloadProcess, SpanCountsPerFunctionEqualTheProgramsOwnCounts) {
 }
 
 TEST(WorkloadProcess, ACrashedWorkerLeavesACrashRecordAndTheOthersAreWhole) {
-  std::vector<EnvChange> env;
-  for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"}) {
-    const char* current = std::getenv(name);
-    const std::string flags = "handle_segv=0:handle_abort=0";
-    env.push_back({name, current != nullptr && *current != '\0' ? std::string(current) + ":" + flags : flags});
-  }
-  const RunResult r = run({program_path("st_workload"), "--workers", "3", "--iterations", "400", "--crash"}, env);
-  const std::map<int, Worker> workers = parse_workers(r.out);
+  const RunResult r = run({program_path("st_workload"), "--workers", "3", "--iterations", "400", "--crash"},
+                          without_sanitizer_signal_handlers());
+  const std::map<int, Worker> workers = parse_workload_output(r.out);
   struct Cleanup {
     const std::map<int, Worker>& w;
     pid_t p;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -322,6 +323,40 @@ FinishedRun run_finished(const std::vector<std::string>& args, const std::vector
   out.segment.emplace(std::move(*s));
   out.drained = drain_segment(*out.segment);
   return out;
+}
+
+std::vector<EnvChange> without_sanitizer_signal_handlers() {
+  const std::string flags = "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+  std::vector<EnvChange> env;
+  for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"}) {
+    const char* current = std::getenv(name);
+    env.push_back({name, current != nullptr && *current != '\0' ? std::string(current) + ":" + flags : flags});
+  }
+  return env;
+}
+
+std::map<int, WorkloadWorker> parse_workload_output(const std::string& out) {
+  std::map<int, WorkloadWorker> workers;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    int index = 0;
+    char what[16] = {};
+    int consumed = 0;
+    if (std::sscanf(line.c_str(), "worker %d %15s %n", &index, what, &consumed) != 2) continue;
+    const std::string rest = line.substr(static_cast<std::size_t>(consumed));
+    if (std::strcmp(what, "pid") == 0) {
+      int pid = 0;
+      char status[32] = {};
+      if (std::sscanf(rest.c_str(), "%d status %31s", &pid, status) == 2) {
+        workers[index].pid = pid;
+        workers[index].status = status;
+      }
+    } else if (std::strcmp(what, "count") == 0) {
+      const std::size_t space = rest.rfind(' ');
+      workers[index].counts[rest.substr(0, space)] = std::stoull(rest.substr(space + 1));
+    }
+  }
+  return workers;
 }
 
 std::string text(const reader::Segment& segment, std::uint32_t id) {

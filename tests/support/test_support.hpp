@@ -115,6 +115,22 @@ struct FinishedRun {
 };
 FinishedRun run_finished(const std::vector<std::string>& args, const std::vector<EnvChange>& env = {});
 
+// The environment for a child that must die by its fatal signal: under a
+// sanitizer build the sanitizer's own fatal-signal handler would be the
+// "previous handler" the runtime hands the signal to, and it reports and
+// exits instead; this turns it off (appended to any options already set).
+std::vector<EnvChange> without_sanitizer_signal_handlers();
+
+// One worker of tests/workload (st_workload), from the program's output:
+// "worker <i> pid <pid> status <s>" and "worker <i> count <name> <n>" (a
+// name may contain spaces: the count is the last field).
+struct WorkloadWorker {
+  pid_t pid = 0;
+  std::string status;
+  std::map<std::string, std::uint64_t> counts;  // function -> calls, from the worker itself
+};
+std::map<int, WorkloadWorker> parse_workload_output(const std::string& out);
+
 // Text of a string id, "" when missing.
 std::string text(const reader::Segment& segment, std::uint32_t id);
 
