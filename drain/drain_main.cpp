@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -97,11 +98,11 @@ int main(int argc, char** argv) {
     }
     if (stopping) break;
     if (once && !moved) {
-      bool any_alive = false;
-      for (auto& [name, c] : live) any_alive |= !c.image_gone();
-      if (!any_alive && live.empty()) break;
-      if (!any_alive) continue;  // finish the gone ones on the next cycle
-      break;                     // --once leaves running processes' segments in place
+      // Done once every segment left belongs to a running process (--once
+      // leaves those in place); gone ones are finished on the next cycle.
+      const bool all_running = std::none_of(live.begin(), live.end(), [](auto& l) { return l.second.image_gone(); });
+      if (all_running) break;
+      continue;
     }
     if (!moved) std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
   }
