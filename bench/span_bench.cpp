@@ -17,6 +17,13 @@
 //   BM_SpanDisabled       SHMTRACE_DISABLE=1 (child process, see below).
 //   BM_SpanSampledOut     nested spans under a sampled-out root, and
 //   BM_SpanSampledOutRoot sampled-out roots (SHMTRACE_SAMPLE_RATE=0, child).
+// Call-site statistics (P13) are on by default, so the figures above include
+// them; the same benchmarks run again in children with SHMTRACE_STATS_SITES=0:
+//   BM_SpanBeginEndNoStats, BM_SpanBeginEndRootNoStats   (child "nostats",
+//                         with its own null drain), and
+//   BM_SpanSampledOutNoStats, BM_SpanSampledOutRootNoStats (child
+//                         "sampled-nostats"): the inline fast path that
+//                         never calls into the library.
 //
 // The runtime reads its configuration once, at library load, so the disabled
 // and sampled-out cases run in children: main() re-executes /proc/self/exe
@@ -399,15 +406,50 @@ ChildResult run_child(const std::string& mode, const std::vector<std::string>& s
   return result;
 }
 
+// Attaches to our own segment: the read-only view (loss counters), the main
+// thread's ring watch (keep_room) and a consumer for the null drain.
+std::optional<reader::Segment> attach_own_segment() {
+  shmtrace_span_end(shmtrace_span_begin(g_span_name));  // claims the main thread's ring
+  const std::string segment_name = shmtrace_segment_name();
+  auto view = reader::Segment::attach(segment_name, reader::Access::kReadOnly);
+  auto consumer = reader::Segment::attach(segment_name, reader::Access::kConsume);
+  if (!view || !consumer) {
+    std::fprintf(stderr, "span_bench: cannot attach to %s: %s\n", segment_name.c_str(),
+                 (!view ? view.error() : consumer.error()).message.c_str());
+    return std::nullopt;
+  }
+  g_view.emplace(std::move(*view));
+  g_main_ring = shmtrace::bench::ring_of_tid(*g_view, static_cast<std::uint32_t>(::gettid()));
+  if (g_main_ring == abi::kNoRing || !g_watch.open(segment_name, g_main_ring)) {
+    std::fprintf(stderr, "span_bench: the main thread has no ring in %s\n", segment_name.c_str());
+    return std::nullopt;
+  }
+  return std::move(*consumer);
+}
+
 int child_main(const std::string& mode, std::vector<std::string> args) {
   g_root_name = shmtrace_intern("bench.root");
   g_span_name = shmtrace_intern("bench.span");
+  std::optional<NullDrain> drain;
   if (mode == "disabled") {
     benchmark::RegisterBenchmark("BM_TwoLibraryCalls", BM_TwoLibraryCalls);
     benchmark::RegisterBenchmark("BM_SpanDisabled", BM_SpanDisabled);
   } else if (mode == "sampled") {
     benchmark::RegisterBenchmark("BM_SpanSampledOut", BM_SpanSampledOut);
     benchmark::RegisterBenchmark("BM_SpanSampledOutRoot", BM_SpanSampledOutRoot);
+  } else if (mode == "sampled-nostats") {
+    benchmark::RegisterBenchmark("BM_SpanSampledOutNoStats", BM_SpanSampledOut);
+    benchmark::RegisterBenchmark("BM_SpanSampledOutRootNoStats", BM_SpanSampledOutRoot);
+  } else if (mode == "nostats") {
+    auto consumer = attach_own_segment();
+    if (!consumer) return 1;
+    if (g_view->header().ring_stats_bytes != 0) {
+      std::fprintf(stderr, "span_bench: statistics are on in the nostats child\n");
+      return 1;
+    }
+    drain.emplace(std::move(*consumer));
+    benchmark::RegisterBenchmark("BM_SpanBeginEndNoStats", BM_SpanBeginEnd);
+    benchmark::RegisterBenchmark("BM_SpanBeginEndRootNoStats", BM_SpanBeginEndRoot);
   } else {
     std::fprintf(stderr, "span_bench: unknown child mode '%s'\n", mode.c_str());
     return 2;
@@ -417,16 +459,27 @@ int child_main(const std::string& mode, std::vector<std::string> args) {
   benchmark::Initialize(&argc, full.argv.data());
   if (benchmark::ReportUnrecognizedArguments(argc, full.argv.data())) return 1;
   shmtrace::bench::CollectingReporter reporter;
+  const shmtrace::bench::LossTotals before =
+      g_view ? shmtrace::bench::loss_totals(*g_view) : shmtrace::bench::LossTotals{};
+  if (drain) drain->start();
   benchmark::RunSpecifiedBenchmarks(&reporter);
+  if (drain) drain->stop();
   benchmark::Shutdown();
   std::fflush(stdout);
+  bool valid = true;
+  if (g_view) {
+    const shmtrace::bench::LossTotals after = shmtrace::bench::loss_totals(*g_view);
+    valid = after.dropped == before.dropped && after.overflowed == before.overflowed && drain->error().empty();
+    std::printf("child %s: %s\n", mode.c_str(),
+                valid ? "no drops (figures VALID)" : "DROPS (figures INVALID: the slow path was measured)");
+  }
   for (const auto& [name, f] : reporter.figures()) {
     std::printf("%s%s %.6f %.6f %s %ld\n", kFigureTag, name.c_str(), f.ns, f.cpu_ns, f.aggregate.c_str(),
                 f.repetitions);
   }
   std::fflush(stdout);
   shmtrace::bench::unlink_own_segment();
-  return reporter.errors().empty() ? 0 : 1;
+  return reporter.errors().empty() && valid ? 0 : 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -482,22 +535,8 @@ int main(int argc, char** argv) {
   g_span_name = shmtrace_intern("bench.span");
   g_int_name = shmtrace_intern("bench.count");
   g_str_name = shmtrace_intern("bench.path");
-  shmtrace_span_end(shmtrace_span_begin(g_span_name));  // claims the main thread's ring
-
-  const std::string segment_name = shmtrace_segment_name();
-  auto view = reader::Segment::attach(segment_name, reader::Access::kReadOnly);
-  auto consumer = reader::Segment::attach(segment_name, reader::Access::kConsume);
-  if (!view || !consumer) {
-    std::fprintf(stderr, "span_bench: cannot attach to %s: %s\n", segment_name.c_str(),
-                 (!view ? view.error() : consumer.error()).message.c_str());
-    return 1;
-  }
-  g_view.emplace(std::move(*view));
-  g_main_ring = shmtrace::bench::ring_of_tid(*g_view, static_cast<std::uint32_t>(::gettid()));
-  if (g_main_ring == abi::kNoRing || !g_watch.open(segment_name, g_main_ring)) {
-    std::fprintf(stderr, "span_bench: the main thread has no ring in %s\n", segment_name.c_str());
-    return 1;
-  }
+  auto consumer = attach_own_segment();
+  if (!consumer) return 1;
 
   benchmark::RegisterBenchmark("BM_EmptyScope", BM_EmptyScope);
   benchmark::RegisterBenchmark("BM_Floor", BM_Floor);
@@ -522,12 +561,20 @@ int main(int argc, char** argv) {
   std::map<std::string, Figure> child_figures;
   bool children_ok = true;
   if (children) {
-    for (const auto& [mode, variable] :
-         {std::pair<std::string, std::string>{"disabled", "SHMTRACE_DISABLE=1"},
-          std::pair<std::string, std::string>{"sampled", "SHMTRACE_SAMPLE_RATE=0"}}) {
-      std::printf("\n--- child process: %s (%s) ---\n", mode.c_str(), variable.c_str());
+    struct ChildMode {
+      std::string mode;
+      std::vector<std::string> variables;
+    };
+    for (const ChildMode& c : {ChildMode{"nostats", {"SHMTRACE_STATS_SITES=0"}},
+                               ChildMode{"disabled", {"SHMTRACE_DISABLE=1"}},
+                               ChildMode{"sampled", {"SHMTRACE_SAMPLE_RATE=0"}},
+                               ChildMode{"sampled-nostats", {"SHMTRACE_SAMPLE_RATE=0", "SHMTRACE_STATS_SITES=0"}}}) {
+      const std::string& mode = c.mode;
+      std::string joined;
+      for (const std::string& v : c.variables) joined += (joined.empty() ? "" : " ") + v;
+      std::printf("\n--- child process: %s (%s) ---\n", mode.c_str(), joined.c_str());
       std::fflush(stdout);
-      ChildResult r = run_child(mode, {variable}, args);
+      ChildResult r = run_child(mode, c.variables, args);
       if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
         children_ok = false;
         std::printf("child %s failed (wait status %d)\n", mode.c_str(), r.status);
@@ -543,8 +590,10 @@ int main(int argc, char** argv) {
   std::printf("\n==== span_bench summary: time per span (begin+end), %s of %ld repetition(s) ====\n",
               any != nullptr ? any->aggregate.c_str() : "median", any != nullptr ? any->repetitions : 0L);
   std::printf("%-24s %10s %10s\n", "benchmark", "cpu ns", "real ns");
-  for (const char* name : {"BM_EmptyScope", "BM_Floor", "BM_MutexQueue", "BM_SpanBeginEnd", "BM_SpanBeginEndRoot",
-                           "BM_SpanWithArgs", "BM_TwoLibraryCalls", "BM_SpanDisabled", "BM_SpanSampledOut", "BM_SpanSampledOutRoot"}) {
+  for (const char* name : {"BM_EmptyScope", "BM_Floor", "BM_MutexQueue", "BM_SpanBeginEnd", "BM_SpanBeginEndNoStats",
+                           "BM_SpanBeginEndRoot", "BM_SpanBeginEndRootNoStats", "BM_SpanWithArgs",
+                           "BM_TwoLibraryCalls", "BM_SpanDisabled", "BM_SpanSampledOut", "BM_SpanSampledOutNoStats",
+                           "BM_SpanSampledOutRoot", "BM_SpanSampledOutRootNoStats"}) {
     if (const Figure* f = get(name)) {
       std::printf("%-24s %10.2f %10.2f\n", name, f->cpu_ns, f->ns);
     } else {
@@ -554,7 +603,21 @@ int main(int argc, char** argv) {
   const Figure* floor = get("BM_Floor");
   const Figure* span = get("BM_SpanBeginEnd");
   print_ratio("SpanBeginEnd / Floor", span, floor, "SPEC target <= 1.2x");
+  print_ratio("SpanBeginEndNoStats / Floor", get("BM_SpanBeginEndNoStats"), floor,
+              "(SHMTRACE_STATS_SITES=0)");
   print_ratio("SpanBeginEndRoot / Floor", get("BM_SpanBeginEndRoot"), floor, "(a new trace per span)");
+  for (const auto& [with, without] : {std::pair<const char*, const char*>{"BM_SpanBeginEnd", "BM_SpanBeginEndNoStats"},
+                                      {"BM_SpanBeginEndRoot", "BM_SpanBeginEndRootNoStats"},
+                                      {"BM_SpanSampledOut", "BM_SpanSampledOutNoStats"},
+                                      {"BM_SpanSampledOutRoot", "BM_SpanSampledOutRootNoStats"}}) {
+    const Figure* a = get(with);
+    const Figure* b = get(without);
+    if (a != nullptr && b != nullptr) {
+      std::printf("statistics cost %-22s %+6.2f ns cpu (%.2f with, %.2f without)%s\n", with, a->cpu_ns - b->cpu_ns,
+                  a->cpu_ns, b->cpu_ns,
+                  std::string_view(with).find("Sampled") == std::string_view::npos ? "  (P13 budget <= 3 ns)" : "");
+    }
+  }
   print_ratio("SpanWithArgs / Floor", get("BM_SpanWithArgs"), floor, "(information: 4 records per span)");
   print_ratio("SpanDisabled / TwoLibraryCalls", get("BM_SpanDisabled"), get("BM_TwoLibraryCalls"),
               "(the no-op path over the bare cost of two calls into the library)");

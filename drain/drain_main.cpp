@@ -1,110 +1,147 @@
 // shmtrace-drain: moves every segment on the machine into SQLite, exactly
-// once (SPEC §4). Each cycle it lists the segments in /dev/shm (owned by the
-// permitted user, symlinks refused), attaches to new ones, moves their
-// records into the database, and finishes the ones whose process is gone:
-// records their fate and removes their segments. SIGTERM and SIGINT finish
-// the current cycle, store everything pending and exit 0.
+// once (SPEC §4). The loop itself is drain/service/drain_service.hpp; this
+// file is the command line (CLI11), the optional configuration file (the
+// same options as TOML keys: retention = "6h"), and the signals: SIGTERM and
+// SIGINT store everything pending and exit 0.
 //
-// Exit status: 0 on a clean stop, 1 when the database cannot be used, 2 for
-// a bad command line.
+// Exit status: 0 on a clean stop, 1 when the drain cannot start or the
+// database cannot be used, 2 for a bad command line or configuration file.
 #include <signal.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <chrono>
+#include <atomic>
 #include <cstdio>
-#include <map>
-#include <set>
-#include <thread>
+#include <optional>
 
-#include "store/segment_consumer.hpp"
+#include "service/drain_service.hpp"
+#include "store/query.hpp"
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void on_stop(int) { g_stop = 1; }
+std::atomic<bool> g_stop{false};
+void on_stop(int) { g_stop.store(true, std::memory_order_relaxed); }
 
 void say(const std::string& line) { std::fprintf(stderr, "shmtrace-drain: %s\n", line.c_str()); }
+
+// "250ms", "90s", "30m", "6h", "7d" (a bare number is in seconds).
+std::string parse_duration(std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    return "'" + text + "' is not a duration (like 250ms, 90s, 30m, 6h, 7d)";
+  }
+  const std::string unit = text.substr(used);
+  double ms = 0;
+  if (unit == "ms") {
+    ms = value;
+  } else if (unit == "s" || unit.empty()) {
+    ms = value * 1e3;
+  } else if (unit == "m") {
+    ms = value * 60e3;
+  } else if (unit == "h") {
+    ms = value * 3600e3;
+  } else if (unit == "d") {
+    ms = value * 86400e3;
+  } else {
+    return "'" + text + "' has an unknown unit (ms, s, m, h, d)";
+  }
+  if (ms < 0 || ms > 3.2e11) return "'" + text + "' is out of range";
+  text = std::to_string(static_cast<long long>(ms));
+  return {};
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace shmtrace;
-  CLI::App app{"shmtrace-drain: moves traced processes' shared-memory records into SQLite, exactly once"};
-  std::string database;
-  bool once = false;
-  int interval_ms = 2;
-  std::optional<std::uint32_t> uid;
-  app.add_option("-d,--db", database, "SQLite database file (created, or migrated to the current schema)")->required();
-  app.add_flag("--once", once, "drain what is there now, finish every process that is gone, then exit");
-  app.add_option("--interval-ms", interval_ms, "pause between cycles that found nothing, in ms")->check(CLI::Range(0, 10000));
-  app.add_option("--uid", uid, "drain segments owned by this user (default: our own)");
+  using namespace shmtrace::drain;
+  CLI::App app{
+      "shmtrace-drain: moves traced processes' shared-memory records into SQLite, exactly once.\n"
+      "Every option can also be set in a TOML file given by --config (keys are the long option names "
+      "without dashes, e.g. retention = \"6h\"); the command line wins."};
+  app.set_config("--config", "", "TOML configuration file")->check(CLI::ExistingFile);
+  app.allow_config_extras(false);
+  DrainOptions o;
+  long long retention_ms = 6 * 3600 * 1000LL, partition_ms = 0, circuit_ms = 30'000, retention_check_ms = 60'000,
+            metrics_interval_ms = 5'000, idle_ms = 2, rescan_ms = 1'000;
+  std::uint64_t spill_max_mb = 256;
+  bool print_views = false;
+  auto duration = CLI::Validator(parse_duration, "DURATION");
+  app.add_option("-d,--db", o.database, "SQLite database file (created, or migrated to the current schema)")
+      ->required();
+  app.add_flag("--once", o.once, "drain what is there now, finish every process that is gone, then exit");
+  app.add_option("--uid", o.uids, "drain segments owned by these users (repeatable; default: our own)");
+  app.add_option("--interval", idle_ms, "longest wait for new work when idle (default 2ms)")->transform(duration);
+  app.add_option("--rescan", rescan_ms, "full rescan of /dev/shm beside inotify (default 1s)")->transform(duration);
+  app.add_option("--batch-records", o.max_per_ring, "most records taken from one ring per batch (default 65536)")
+      ->check(CLI::Range(64, 1 << 22));
+  app.add_option("--retention", retention_ms, "age at which data expires (default 6h)")->transform(duration);
+  app.add_option("--partition", partition_ms, "width of a time partition (default: retention / 6)")
+      ->transform(duration);
+  app.add_option("--retention-check", retention_check_ms, "how often expiry runs (default 60s)")->transform(duration);
+  app.add_option("--archive-dir", o.store.archive_dir,
+                 "move expired partitions (SQLite files) here instead of deleting them");
+  app.add_option("--spill-file", o.spill_path, "where batches go while the database fails (default <db>.spill)");
+  app.add_option("--spill-max-mb", spill_max_mb, "spill file bound in MiB (default 256)")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--circuit-failures", o.circuit_failures, "failed commits in a row that open the circuit (default 5)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--circuit-open", circuit_ms, "how long the circuit stays open before a probe (default 30s)")
+      ->transform(duration);
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve Prometheus metrics on this port (0: any free port, printed; default: off)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-address", o.metrics_address, "address of the metrics endpoint (default 127.0.0.1)");
+  app.add_option("--metrics-interval", metrics_interval_ms, "how often metrics go into the metrics table (default 5s)")
+      ->transform(duration);
+  app.add_option("--alerts", o.alerts_file, "alert rules (TOML; see README)")->check(CLI::ExistingFile);
+  app.add_flag("!--no-default-alerts", o.default_alerts, "without --alerts: no rule at all (default: crashes and "
+                                                         "unhandled errors are logged)");
+  app.add_option("--sensitive-name", o.sensitive_names, "another argument name whose values are redacted (repeatable)");
+  app.add_flag("--print-views", print_views,
+               "print the SQL that makes `sqlite3 <db>` see the time partitions (ATTACH + views), then exit");
   CLI11_PARSE(app, argc, argv);
 
-  auto store = drain::Store::open(database);
-  if (!store) {
-    say(store.error().message);
-    return 1;
+  if (print_views) {
+    auto q = QueryDatabase::open(o.database);
+    if (!q) {
+      say(q.error());
+      return 1;
+    }
+    auto text = query_views_sql(q->handle(), false);
+    if (!text) {
+      say(text.error());
+      return 1;
+    }
+    std::fputs(text->c_str(), stdout);
+    return 0;
   }
+  o.idle_wait = std::chrono::milliseconds(idle_ms);
+  o.rescan = std::chrono::milliseconds(rescan_ms);
+  o.store.retention = std::chrono::seconds(std::max(1LL, retention_ms / 1000));
+  o.store.partition = std::chrono::seconds(partition_ms / 1000);
+  o.circuit_open = std::chrono::milliseconds(circuit_ms);
+  o.retention_check = std::chrono::milliseconds(std::min(retention_check_ms, 60'000LL));
+  o.metrics_interval = std::chrono::milliseconds(std::max(100LL, metrics_interval_ms));
+  o.spill_max_bytes = spill_max_mb << 20;
+
   struct sigaction stop {};
   stop.sa_handler = on_stop;
   sigemptyset(&stop.sa_mask);
   sigaction(SIGTERM, &stop, nullptr);
   sigaction(SIGINT, &stop, nullptr);
 
-  std::map<std::string, drain::SegmentConsumer> live;
-  std::set<std::string> refused;  // reported once each
-  while (true) {
-    const bool stopping = g_stop != 0;
-    bool moved = false;
-    if (auto listed = reader::list_segments()) {
-      for (const reader::SegmentListing& l : *listed) {
-        if (live.contains(l.name) || refused.contains(l.name)) continue;
-        auto segment = reader::Segment::attach(l.name, reader::Access::kConsume, uid);
-        if (!segment) {
-          // A header still being written is retried; anything else is untrusted.
-          if (segment.error().message.find("not yet initialized") == std::string::npos) {
-            say("skipping " + l.name + ": " + segment.error().message);
-            refused.insert(l.name);
-          }
-          continue;
-        }
-        auto consumer = drain::SegmentConsumer::open(std::move(*segment), *store);
-        if (!consumer) {
-          say(consumer.error().message);
-          return 1;
-        }
-        live.emplace(l.name, std::move(*consumer));
-      }
-    }
-    for (auto it = live.begin(); it != live.end();) {
-      drain::SegmentConsumer& c = it->second;
-      const bool gone = c.image_gone();  // decided before the pass: nothing is written after it
-      auto pass = c.pass(*store);
-      if (!pass) {
-        say(c.name() + ": " + pass.error().message);
-        refused.insert(it->first);
-        it = live.erase(it);
-        continue;
-      }
-      moved |= pass->records + pass->errors > 0;
-      if (gone && pass->records + pass->errors == 0) {
-        if (auto ok = c.finish(*store); !ok) say(c.name() + ": " + ok.error().message);
-        it = live.erase(it);
-        continue;
-      }
-      ++it;
-    }
-    if (stopping) break;
-    if (once && !moved) {
-      // Done once every segment left belongs to a running process (--once
-      // leaves those in place); gone ones are finished on the next cycle.
-      const bool all_running = std::none_of(live.begin(), live.end(), [](auto& l) { return l.second.image_gone(); });
-      if (all_running) break;
-      continue;
-    }
-    if (!moved) std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+  auto drain = Drain::create(o, say);
+  if (!drain) {
+    say(drain.error());
+    return 1;
+  }
+  if ((*drain)->metrics_port() >= 0) {
+    say("metrics on http://" + o.metrics_address + ":" + std::to_string((*drain)->metrics_port()) + "/metrics");
+  }
+  if (auto ran = (*drain)->run(g_stop); !ran) {
+    say(ran.error());
+    return 1;
   }
   return 0;
 }

@@ -151,12 +151,13 @@ SHMTRACE_API void shmtrace_span_end_status(shmtrace_span_t span, int status) {
   if (rt == nullptr) return;
   ThreadState& t = tls_state;
   if (shmtrace_unsampled_depth_ != 0) {
-    --shmtrace_unsampled_depth_;
+    end_unsampled_span(t, *rt, status == SHMTRACE_OK ? SHMTRACE_OK : SHMTRACE_ERR);
     return;
   }
   if (t.depth == 0) return;  // an end without a begin on this thread
   if (__builtin_expect(t.stack[t.depth - 1].span_id != span, 0)) {
-    // Ending a span below the top: the spans above it were left open.
+    // Ending a span below the top: the spans above it were left open
+    // (closed as unfinished).
     std::uint32_t at = t.depth;
     while (at > 0 && t.stack[at - 1].span_id != span) --at;
     if (at == 0) return;  // not ours (or already ended): ignore
@@ -174,7 +175,7 @@ SHMTRACE_API void shmtrace_span_end_exception(shmtrace_span_t span) {
   if (t.status != ThreadStatus::kReady && !ensure_thread(t, *rt)) return;
   const std::uint64_t sequence = record_thrown_exception(t, *rt);
   if (shmtrace_unsampled_depth_ != 0) {
-    --shmtrace_unsampled_depth_;
+    end_unsampled_span(t, *rt, SHMTRACE_ERR);
     return;
   }
   for (std::uint32_t at = t.depth; at > 0; --at) {

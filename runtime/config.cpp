@@ -111,6 +111,7 @@ Config parse_config(const EnvLookup& env, std::vector<std::string>& problems) {
   c.string_table_bytes &= ~63u;
   r.u32("SHMTRACE_MAX_REPR", c.max_repr, 16, 65536, false);
   r.u32("SHMTRACE_MAX_FRAMES", c.max_frames, 0, abi::kMaxErrorFrames, false);
+  r.u32("SHMTRACE_STATS_SITES", c.stats_sites, 0, 4096, false);
 
   if (const char* v = r.raw("SHMTRACE_POLICY")) {
     const std::string t = trim(v);

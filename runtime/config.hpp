@@ -30,6 +30,10 @@ struct Config {
   std::uint32_t string_table_bytes = 1u << 20;
   std::uint32_t max_repr = 1000;
   std::uint32_t max_frames = 10;
+  // SHMTRACE_STATS_SITES, call-site statistics (P13): slots per thread, the "other" slot not
+  // counted; 0 turns statistics off. 96 keeps a thread's shared memory under
+  // 2 MiB with the default ring (1 MiB of records + 97 x 9792 bytes).
+  std::uint32_t stats_sites = 96;
   std::vector<std::string> sensitive = {"password", "api_key", "token", "secret"};
   double sample_rate = 1.0;
   std::vector<GroupRate> group_rates;

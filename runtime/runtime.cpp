@@ -136,6 +136,9 @@ Runtime* build_runtime(const Config& config, std::string& why) {
                ? (rt->max_value_bytes - abi::kInlinePayload + abi::kContinuationPayload - 1) /
                      abi::kContinuationPayload
                : 0);
+  rt->stats_sites = static_cast<std::uint32_t>(rt->layout.ring_stats_bytes == 0
+                                                   ? 0
+                                                   : rt->layout.ring_stats_bytes / sizeof(abi::StatsSlot) - 1);
   // The Runtime is never destroyed: its segment stays mapped for the life of
   // the process (threads may still write during exit).
   return rt.release();
@@ -191,7 +194,10 @@ Runtime* start_runtime() noexcept {
   // Publishes the runtime; pairs with the acquire load in current_runtime().
   __atomic_store_n(&g_runtime, rt, __ATOMIC_RELEASE);
   // The inline fast path (shmtrace.h) stops calling in once we are off.
+  // With statistics on, spans of sampled-out traces are timed too, so the
+  // fast path must call in for them (2, see shmtrace.h).
   if (rt == nullptr) __atomic_store_n(&shmtrace_may_record_, 0, __ATOMIC_RELAXED);
+  if (rt != nullptr && rt->stats_sites > 0) __atomic_store_n(&shmtrace_may_record_, 2, __ATOMIC_RELAXED);
   if (rt != nullptr) {
     record_modules(*rt);
     record_process_start();

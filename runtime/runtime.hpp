@@ -55,6 +55,7 @@ struct Runtime {
   TraceParent inherited;
   std::uint32_t max_value_bytes = 0;   // longest argument value a ring can take
   std::uint32_t max_value_records = 0;
+  std::uint32_t stats_sites = 0;       // call-site slots per ring (P13), 0 = statistics off
   Runtime* retired_next = nullptr;     // chain of runtimes retired by fork()
   std::unique_ptr<FunctionCache> functions;  // -finstrument-functions decisions
   std::optional<std::regex> include_functions;
@@ -65,6 +66,10 @@ struct Runtime {
   }
   abi::Record* ring_records(std::uint32_t index) const noexcept {
     return reinterpret_cast<abi::Record*>(base + abi::ring_offset(*header, index) + abi::ring_records_offset());
+  }
+  // The ring's call-site statistics table (P13); meaningful when stats_sites > 0.
+  abi::StatsSlot* ring_stats(std::uint32_t index) const noexcept {
+    return reinterpret_cast<abi::StatsSlot*>(base + abi::ring_offset(*header, index) + abi::ring_stats_offset(*header));
   }
   std::uint64_t threshold_for(std::uint32_t group_id) const noexcept;
   std::uint32_t intern(std::string_view text) noexcept;

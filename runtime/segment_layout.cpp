@@ -36,7 +36,8 @@ SegmentLayout compute_layout(const Config& config) {
                              abi::kPageSize);
   at += l.overflow_size;
   l.rings_offset = at;
-  l.ring_stats_bytes = 0;  // P13 statistics arrive with issue 9
+  // P13: the call sites, then the "other" slot.
+  l.ring_stats_bytes = config.stats_sites == 0 ? 0 : (config.stats_sites + 1ull) * sizeof(abi::StatsSlot);
   l.ring_stride = round_up(sizeof(abi::RingControl) +
                                static_cast<std::uint64_t>(config.ring_records) * sizeof(abi::Record) +
                                l.ring_stats_bytes,

@@ -80,6 +80,7 @@ bool claim_ring(ThreadState& t, Runtime& rt, const char* thread_name) noexcept {
       t.head = abi::atomic_load(control->head, std::memory_order_relaxed);  // we are its only writer now
       // Pairs with the consumer's release store of tail.
       t.limit = abi::atomic_load(control->tail, std::memory_order_acquire) + rt.header->ring_capacity;
+      attach_ring_stats(t, rt, i);
       return true;
     }
   }
@@ -217,6 +218,7 @@ bool ensure_thread(ThreadState& t, Runtime& rt) noexcept {
   t.rng = random_u64() | 1;
   if (t.next_span_id == 0) t.next_span_id = random_u64() | 1;
   if (t.stack == nullptr && !grow_stack(t)) return false;
+  if (!prepare_thread_stats(t, rt)) return false;
   if (t.scratch == nullptr) {
     t.scratch = static_cast<abi::Record*>(map_anonymous(rt.max_value_records * sizeof(abi::Record)));
     if (t.scratch == nullptr) return false;
@@ -285,6 +287,7 @@ void end_thread(ThreadState& t, Runtime& rt) noexcept {
     abi::atomic_store(t.control->state, static_cast<std::uint32_t>(abi::RingState::kReleased),
                       std::memory_order_release);
   }
+  detach_thread_stats(t);
   t.control = nullptr;
   t.slots = nullptr;
   t.limit = 0;
@@ -302,6 +305,8 @@ void reset_thread_after_fork(ThreadState& t) noexcept {
   }
   t.depth = 0;
   shmtrace_unsampled_depth_ = 0;
+  t.stats_table = nullptr;  // the parent's; ensure_thread clears the cache
+  t.stats_pending = nullptr;  // a bucket of the parent's segment: the parent bumps it
   t.control = nullptr;
   t.slots = nullptr;
   t.head = 0;

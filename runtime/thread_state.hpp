@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "call_stats.hpp"
 #include "clock.hpp"
-
 #include "runtime.hpp"
 #include "shmtrace/shmtrace.h"
 #include "shmtrace/abi.hpp"
@@ -30,6 +30,12 @@ struct StackEntry {
   std::uint32_t group_id;
   std::uint32_t error_ref;  // last error recorded in this span
   std::uint32_t uncaught;   // instrumented spans: std::uncaught_exceptions() at entry
+  abi::StatsSlot* stats;    // the call site's statistics slot, null when statistics are off
+  // Instrumented spans: the hooks' frame address (the instrumented
+  // function's stack pointer at its hook calls) and the hooks' call_site
+  // argument (its return address); see instrument_hooks.cpp.
+  std::uint64_t frame;
+  std::uint64_t call_site;
 };
 
 enum class ThreadStatus : std::uint8_t { kNew = 0, kReady = 1, kExited = 2 };
@@ -44,7 +50,16 @@ struct ThreadState {
   std::uint64_t head = 0;
   std::uint64_t limit = 0;
 
-  // Span stack; grows (mmap) without bound.
+  // Call-site statistics (P13): the private slot cache (null: statistics
+  // off), the ring's table (null: no ring; then a private dummy slot).
+  StatsCacheEntry* stats_cache = nullptr;
+  abi::StatsSlot* stats_table = nullptr;
+  abi::StatsSlot* stats_dummy = nullptr;
+  std::uint32_t stats_sites = 0;
+  std::uint64_t* stats_pending = nullptr;  // histogram bucket of the last end, not yet bumped
+
+  // Span stack; grows (mmap) without bound. With statistics on it also holds
+  // the frames of a sampled-out trace (span_id 0, no records), to time them.
   StackEntry* stack = nullptr;
   std::uint32_t depth = 0;
   std::uint32_t stack_capacity = 0;
@@ -88,6 +103,20 @@ void emit_slow(ThreadState& t, Runtime& rt, const abi::Record* records, std::uin
 // the tick counter once into `ticks` for the begin record too.
 bool start_root(ThreadState& t, Runtime& rt, std::uint32_t group_id, std::uint64_t& ticks) noexcept;
 bool grow_stack(ThreadState& t) noexcept;
+// Statistics (call_stats.cpp): the private cache, set up by ensure_thread;
+// the ring's table, attached when the thread claims a ring; the slow path
+// of a slot lookup; the forgetting of slot pointers when a thread ends.
+bool prepare_thread_stats(ThreadState& t, Runtime& rt) noexcept;
+void attach_ring_stats(ThreadState& t, Runtime& rt, std::uint32_t ring) noexcept;
+abi::StatsSlot* stats_slot_slow(ThreadState& t, std::uint64_t key) noexcept;
+void detach_thread_stats(ThreadState& t) noexcept;
+
+// The statistics slot of a call site (the caller checked stats_cache).
+inline abi::StatsSlot* stats_slot(ThreadState& t, std::uint64_t key) noexcept {
+  const StatsCacheEntry& e = t.stats_cache[stats_cache_index(key)];
+  if (__builtin_expect(e.key == key, 1)) return e.slot;
+  return stats_slot_slow(t, key);
+}
 void end_thread(ThreadState& t, Runtime& rt) noexcept;
 // Forgets the ring of a thread inherited through fork(); keeps its trace.
 void reset_thread_after_fork(ThreadState& t) noexcept;

@@ -25,13 +25,16 @@ packages=(
   libdw-dev           # drain/symbols: libdwfl, code addresses to function names
   libelf-dev
   libcli11-dev        # shmtrace-drain's command line
+  libre2-dev          # the drain's redaction patterns (SPEC §6)
+  libtomlplusplus-dev # the drain's configuration and alert rules
+  libcpp-httplib-dev  # the drain's Prometheus endpoint
+  prometheus          # promtool: the tests check the metrics exposition with it
   git
   ca-certificates
 )
 # Coming with the drain and tools (names checked with apt-cache policy on
 # Debian 12); add each here when the build first needs it:
-#   nlohmann-json3-dev libre2-dev libtomlplusplus-dev
-#   libcpp-httplib-dev
+#   nlohmann-json3-dev
 
 mode=all
 case "${1:-}" in

@@ -76,7 +76,7 @@ TEST(RecordKinds, EveryOtherByteIsUnknown) {
 
 TEST(AbiVersion, MajorAndMinor) {
   EXPECT_EQ(abi::kAbiMajor, 1);
-  EXPECT_EQ(abi::kAbiMinor, 0);
+  EXPECT_EQ(abi::kAbiMinor, 1);
 }
 
 TEST(AbiMagic, ValuesSpellTheirNamesInMemory) {
@@ -208,7 +208,8 @@ TEST(ComputeLayout, ExactDefaultGeometry) {
   EXPECT_EQ(l.modules_offset, 4096u + (1u << 20));
   EXPECT_EQ(l.modules_size, 36864u);  // 64 + 512 * 64, rounded up to pages
   EXPECT_EQ(l.overflow_size, (1u << 20) + 4096u);  // 192 + 8192 * 128, rounded up
-  EXPECT_EQ(l.ring_stride, (1u << 20) + 4096u);    // 256 + 16384 * 64, rounded up
+  EXPECT_EQ(l.ring_stats_bytes, 97u * sizeof(abi::StatsSlot));  // 96 call sites + "other" (P13)
+  EXPECT_EQ(l.ring_stride, 1998848u);  // 256 + 16384 * 64 + 97 * 9792, rounded up
   EXPECT_EQ(l.total_size, l.rings_offset + 64 * l.ring_stride);
 }
 

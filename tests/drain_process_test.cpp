@@ -13,55 +13,18 @@
 #include <sstream>
 #include <thread>
 
+#include "support/test_database.hpp"
 #include "support/test_support.hpp"
 
 namespace shmtrace::test {
 namespace {
-
-// A database path in /tmp, its files removed before and after the test.
-struct TempDb {
-  explicit TempDb(const std::string& name)
-      : path("/tmp/shmtrace-test-" + std::to_string(::getpid()) + "-" + name + ".db") {
-    remove();
-  }
-  ~TempDb() { remove(); }
-  void remove() const {
-    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::remove((path + suffix).c_str());
-  }
-  operator const std::string&() const { return path; }
-  std::string path;
-};
-
-struct Database {
-  explicit Database(const std::string& path) { sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr); }
-  ~Database() { sqlite3_close(db); }
-  std::int64_t number(const std::string& sql) const {
-    sqlite3_stmt* s = nullptr;
-    std::int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-      v = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_finalize(s);
-    return v;
-  }
-  std::string text(const std::string& sql) const {
-    sqlite3_stmt* s = nullptr;
-    std::string v;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-      if (const unsigned char* t = sqlite3_column_text(s, 0)) v = reinterpret_cast<const char*>(t);
-    }
-    sqlite3_finalize(s);
-    return v;
-  }
-  sqlite3* db = nullptr;
-};
 
 RunResult drain_once(const std::string& db) { return run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"}); }
 
 // Each thread's counters are exactly 0..n-1, each once.
 void expect_exact_counters(const Database& d, pid_t pid, int threads, long n) {
   const std::string of_pid =
-      " FROM records r JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(pid) + " AND r.kind = 'counter'";
+      " FROM span_data r JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(pid) + " AND r.kind = 'counter'";
   EXPECT_EQ(d.number("SELECT count(*)" + of_pid), threads * n);
   EXPECT_EQ(d.number("SELECT count(DISTINCT tid)" + of_pid), threads);
   EXPECT_EQ(d.number("SELECT count(*) FROM (SELECT tid, count(DISTINCT value) c, min(CAST(value AS INTEGER)) lo, "
@@ -85,16 +48,16 @@ TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
   for (pid_t pid : pids) {
     SCOPED_TRACE(pid);
     expect_exact_counters(d, pid, 2, 3000);
-    EXPECT_EQ(d.number("SELECT count(*) FROM records r JOIN processes p USING (process_key) WHERE p.pid = " +
+    EXPECT_EQ(d.number("SELECT count(*) FROM span_data r JOIN processes p USING (process_key) WHERE p.pid = " +
                        std::to_string(pid) + " AND r.kind = 'arg' AND r.name = 'text'"),
               2 * 188);
     EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + std::to_string(pid)), "exited");
     EXPECT_EQ(find_segment(pid, 0), "") << "the drained segment is removed";
   }
   // A payload reassembled from continuation records, exactly.
-  EXPECT_EQ(d.text("SELECT value FROM records WHERE kind = 'arg' AND name = 'text' AND value LIKE 'v2992:%' LIMIT 1").size(),
+  EXPECT_EQ(d.text("SELECT value FROM span_data WHERE kind = 'arg' AND name = 'text' AND value LIKE 'v2992:%' LIMIT 1").size(),
             192u);
-  EXPECT_EQ(d.number("PRAGMA user_version"), 1);
+  EXPECT_EQ(d.number("PRAGMA user_version"), 2);
 }
 
 TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
@@ -148,7 +111,7 @@ TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
   const std::string pid = std::to_string(r.pid);
   EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + pid), "crashed");
   EXPECT_EQ(d.number("SELECT exit_status FROM processes WHERE pid = " + pid), SIGSEGV);
-  EXPECT_EQ(d.number("SELECT count(*) FROM records r JOIN processes p USING (process_key) WHERE p.pid = " + pid +
+  EXPECT_EQ(d.number("SELECT count(*) FROM span_data r JOIN processes p USING (process_key) WHERE p.pid = " + pid +
                      " AND kind = 'counter'"),
             700);
   EXPECT_EQ(d.text("SELECT message FROM errors e JOIN processes p USING (process_key) WHERE p.pid = " + pid +

@@ -105,6 +105,11 @@ Result<void> validate_header(const SegmentHeader& h, std::uint64_t mapped_size) 
   if (h.ring_stats_bytes > h.total_size) {
     return fail("ring_stats_bytes " + std::to_string(h.ring_stats_bytes) + " exceeds total_size");
   }
+  if (h.ring_stats_bytes != 0 &&
+      (h.ring_stats_bytes % sizeof(abi::StatsSlot) != 0 || h.ring_stats_bytes / sizeof(abi::StatsSlot) < 2)) {
+    return fail("ring_stats_bytes " + std::to_string(h.ring_stats_bytes) + " is not a whole number (>= 2) of " +
+                std::to_string(sizeof(abi::StatsSlot)) + "-byte statistics slots");
+  }
   const std::uint64_t ring_needed = sizeof(abi::RingControl) +
                                     std::uint64_t{h.ring_capacity} * sizeof(abi::Record) +
                                     h.ring_stats_bytes;

@@ -138,6 +138,56 @@ struct ModuleRecord {
   std::string build_id_hex;   // lowercase hex; empty when the object has none
 };
 
+// Call-site statistics (P13) of one slot of a ring's table, converted with
+// the segment's clock. Counts are cumulative over every thread that owned
+// the ring (abi.hpp); report deltas between snapshots keyed by (ring, kind,
+// name_id/address).
+//
+// Consistency: the reader takes no lock; it loads each field once while the
+// owning thread may be updating the slot, so one snapshot may be mid-update.
+// What it guarantees:
+//   * every count (calls, errors, unfinished, completed, each bucket) and
+//     total only grows: a later snapshot's value is >= an earlier one's, so
+//     deltas are never negative (min_ns only falls, max_ns only rises);
+//   * completed + unfinished <= calls in every snapshot (the buckets are
+//     loaded first, with acquire, then calls: a call's end is never seen
+//     without its entry); calls - completed - unfinished are in flight (or
+//     were open when their thread or process ended);
+//   * total_ns, min_ns, max_ns and errors may run one call ahead of the
+//     histogram: the runtime bumps a call's bucket at the thread's next
+//     end, or when the thread exits (abi.hpp);
+//   * a slot's kind and key never change once published.
+struct HistogramBucket {
+  std::uint32_t index = 0;  // abi::stats_bucket_of() of the durations in ticks
+  std::uint64_t count = 0;
+};
+struct CallSiteStats {
+  std::uint32_t ring = 0;
+  std::uint32_t slot = 0;  // index in the ring's table; "other" is the last one
+  std::uint32_t tid = 0;   // the last thread that used the slot
+  abi::CallSiteKind kind = abi::CallSiteKind::kUnused;  // kName, kCode or kOther
+  std::uint32_t name_id = 0;  // kName: StringTable id of the span's name
+  std::uint64_t address = 0;  // kCode: the instrumented function's address
+  std::uint64_t calls = 0;       // entries (sampled-out and dropped spans included)
+  std::uint64_t errors = 0;      // ends with status ERR
+  std::uint64_t unfinished = 0;  // frames closed without their end (longjmp)
+  std::uint64_t completed = 0;   // ends with a duration: the histogram's total
+  std::uint64_t total_ticks = 0;
+  std::uint64_t min_ticks = 0;   // 0 when completed == 0
+  std::uint64_t max_ticks = 0;
+  double total_ns = 0;
+  double min_ns = 0;
+  double max_ns = 0;
+  double ns_per_tick = 1;
+  std::vector<HistogramBucket> histogram;  // the non-empty buckets, ascending
+
+  // Duration (ns) below which a fraction q (0..1) of the completed calls
+  // lie: the midpoint of the bucket that holds that rank, clamped to
+  // [min_ns, max_ns] (within 1.6 % + the clock's error of the true value).
+  // 0 when no call completed.
+  double quantile_ns(double q) const;
+};
+
 class Segment {
  public:
   // Attaches to /dev/shm/<name> (name without the leading '/'), opened with
@@ -180,6 +230,15 @@ class Segment {
   // spill file, at most max_errors. Stops at the first entry still being
   // written.
   Result<ErrorBatch> read_errors(const ErrorCursor& from, std::size_t max_errors) const;
+
+  // Call-site statistics (P13) of one ring: the assigned slots in order,
+  // then the "other" slot; empty when the segment keeps none or the ring was
+  // never claimed. Checks stats_used against the table, each slot's kind and
+  // key, min <= max and completed + unfinished <= calls; a bad value fails
+  // the ring, naming the slot and the field.
+  Result<std::vector<CallSiteStats>> call_site_stats(std::uint32_t ring) const;
+  // Every ring's, in ring order (free rings contribute nothing).
+  Result<std::vector<CallSiteStats>> call_site_stats() const;
 
   // Interned string by id; validated (bounds, length, ready flag).
   Result<std::string_view> string(std::uint32_t id) const;

@@ -4,9 +4,11 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <span>
 #include <string>
+#include <unordered_map>
+
+#include "redact/redactor.hpp"
 
 namespace shmtrace::drain {
 namespace {
@@ -92,24 +94,14 @@ bool is_scalar(std::uint8_t flags) {
          t == abi::ValueType::kBool;
 }
 
-// /proc/<pid>/stat field 22, 0 when the pid does not exist.
-std::uint64_t start_ticks_of(std::uint32_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::size_t pos = close + 2;
-  for (int field = 3; field < 22 && pos < stat.size(); ++field) pos = stat.find(' ', pos) + 1;
-  return std::strtoull(stat.c_str() + pos, nullptr, 10);
-}
-
+// Turns decoded records of one segment into rows; begin and end of a span
+// meet in one row when both are in the same batch.
 class Converter {
  public:
-  Converter(const reader::Segment& s, Store& store, std::int64_t key, SegmentConsumer& names)
-      : s_(s), store_(store), key_(key), names_(names) {}
+  Converter(SegmentConsumer& consumer, SegmentRows& rows, const Redactor* redactor, CollectStats& stats)
+      : c_(consumer), s_(consumer.segment()), rows_(rows), redactor_(redactor), stats_(stats) {}
 
-  StoreResult<void> store(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position,
-                          std::uint32_t tid) {
+  void add(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position, std::uint32_t tid) {
     const reader::ClockConverter& clock = s_.clock();
     switch (d.kind) {
       case RecordKind::kSpanBegin: {
@@ -118,34 +110,72 @@ class Converter {
         r.trace_id = hex(d.span.trace_id, 16);
         r.parent_span_id = d.aux;
         r.tid = tid;
-        r.group = text_of(s_, d.span.group_id);
-        r.name = names_.name_of(d.name_id);
+        r.group = group_of(d.span.group_id);
+        r.name = c_.name_of(d.name_id);
         r.start_ns = clock.to_wall_ns(d.timestamp);
         r.code = d.span.parent_span_id;  // SpanBegin: the code address
-        return store_.span_begin(key_, r);
+        open_[d.span_id] = rows_.spans.size();
+        rows_.spans.push_back(std::move(r));
+        return;
       }
       case RecordKind::kSpanEnd: {
+        const std::int64_t duration = d.timestamp >= d.aux ? clock.duration_ns(d.aux, d.timestamp) : 0;
+        const int status = (d.flags & abi::kStatusErr) != 0 ? 1 : 0;
+        if (auto begun = open_.find(d.span_id); begun != open_.end()) {
+          SpanRow& r = rows_.spans[begun->second];
+          r.duration_ns = duration;
+          r.status = status;
+          r.error_sequence = d.span.error_ref;
+          open_.erase(begun);
+          return;
+        }
         SpanRow r;
         r.span_id = d.span_id;
         r.trace_id = hex(d.span.trace_id, 16);
         r.parent_span_id = d.span.parent_span_id;
         r.tid = tid;
-        r.group = text_of(s_, d.span.group_id);
-        r.name = names_.name_of(d.name_id);
+        r.group = group_of(d.span.group_id);
+        r.name = c_.name_of(d.name_id);
         r.start_ns = clock.to_wall_ns(d.aux);
-        r.duration_ns = d.timestamp >= d.aux ? clock.duration_ns(d.aux, d.timestamp) : 0;
-        r.status = (d.flags & abi::kStatusErr) != 0 ? 1 : 0;
+        r.duration_ns = duration;
+        r.status = status;
         r.error_sequence = d.span.error_ref;
-        return store_.span_end(key_, r);
+        rows_.spans.push_back(std::move(r));
+        return;
+      }
+      case RecordKind::kEvent:
+      case RecordKind::kCounter:
+      case RecordKind::kArg:
+        rows_.span_data.push_back(span_data(d, ring, position, tid));
+        return;
+      case RecordKind::kDropMarker: {
+        GapRow g;
+        g.ring = ring;
+        g.position = position;
+        g.tid = tid;
+        g.ts_ns = clock.to_wall_ns(d.timestamp);
+        g.dropped = d.aux;
+        g.first_ns = clock.to_wall_ns(d.drop.first_drop_timestamp);
+        g.last_ns = clock.to_wall_ns(d.drop.last_drop_timestamp);
+        rows_.gaps.push_back(g);
+        return;
       }
       default:
-        return store_.record(key_, row(d, ring, position, tid));
+        rows_.events.push_back(event(d, ring, position, tid));
+        return;
     }
   }
 
  private:
-  RecordRow row(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position, std::uint32_t tid) {
-    RecordRow r;
+  const std::string& group_of(std::uint32_t id) {
+    auto known = groups_.find(id);
+    if (known == groups_.end()) known = groups_.emplace(id, text_of(s_, id)).first;
+    return known->second;
+  }
+
+  SpanDataRow span_data(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position,
+                        std::uint32_t tid) {
+    SpanDataRow r;
     r.ring = ring;
     r.position = position;
     r.ts_ns = s_.clock().to_wall_ns(d.timestamp);
@@ -158,49 +188,80 @@ class Converter {
         r.kind = "event";
         r.value = d.value;
         r.value_type = "string";
+        if (redactor_ != nullptr) stats_.redactions += redactor_->redact(r.value).replaced;
         break;
       case RecordKind::kCounter:
         r.kind = "counter";
         r.value = scalar(d.flags, d.aux);
         r.value_type = value_type(d.flags);
         break;
-      case RecordKind::kArg:
-        r.kind = (d.flags & abi::kArgResult) != 0 ? "result" : "arg";
-        r.value = is_scalar(d.flags) ? scalar(d.flags, d.aux) : d.value;
-        r.value_type = value_type(d.flags);
-        break;
-      case RecordKind::kDropMarker:
-        r.kind = "gap";
-        r.aux = static_cast<std::int64_t>(d.aux);
-        r.value = std::to_string(s_.clock().to_wall_ns(d.drop.first_drop_timestamp)) + " " +
-                  std::to_string(s_.clock().to_wall_ns(d.drop.last_drop_timestamp));
-        break;
-      case RecordKind::kThreadStart:
-      case RecordKind::kThreadEnd:
-        r.kind = d.kind == RecordKind::kThreadStart ? "thread_start" : "thread_end";
-        r.name = std::string(d.thread.name, ::strnlen(d.thread.name, sizeof d.thread.name));
-        r.aux = static_cast<std::int64_t>(d.aux);
-        break;
       default:
-        r.kind = abi::record_kind_name(d.kind);
-        r.aux = static_cast<std::int64_t>(d.aux);
+        r.kind = (d.flags & abi::kArgResult) != 0 ? "result" : "arg";
+        r.value_type = value_type(d.flags);
+        if (is_scalar(d.flags)) {
+          r.value = scalar(d.flags, d.aux);
+        } else {
+          r.value = d.value;
+          if (redactor_ != nullptr) stats_.redactions += redactor_->redact_named(r.name, r.value).replaced;
+        }
         break;
     }
     return r;
   }
 
+  ProcessEventRow event(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position,
+                        std::uint32_t tid) {
+    ProcessEventRow r;
+    r.ring = ring;
+    r.position = position;
+    r.ts_ns = s_.clock().to_wall_ns(d.timestamp);
+    r.tid = tid;
+    r.span_id = d.span_id;
+    r.flags = d.flags;
+    r.value = static_cast<std::int64_t>(d.aux);
+    if (d.kind == RecordKind::kThreadStart || d.kind == RecordKind::kThreadEnd) {
+      r.kind = d.kind == RecordKind::kThreadStart ? "thread_start" : "thread_end";
+      r.name = std::string(d.thread.name, ::strnlen(d.thread.name, sizeof d.thread.name));
+    } else {
+      r.kind = abi::record_kind_name(d.kind);
+      r.name = text_of(s_, d.name_id);
+    }
+    return r;
+  }
+
+  SegmentConsumer& c_;
   const reader::Segment& s_;
-  Store& store_;
-  std::int64_t key_;
-  SegmentConsumer& names_;
+  SegmentRows& rows_;
+  const Redactor* redactor_;
+  CollectStats& stats_;
+  std::unordered_map<std::uint64_t, std::size_t> open_;  // span id -> row of a begin without its end yet
+  std::unordered_map<std::uint32_t, std::string> groups_;
 };
 
-}  // namespace
+ErrorRow error_row(const reader::Segment& s, const reader::ErrorRecord& e) {
+  ErrorRow r;
+  r.sequence = e.sequence;
+  r.ts_ns = s.clock().to_wall_ns(e.timestamp);
+  r.kind = error_kind(e.kind);
+  r.tid = e.tid;
+  r.span_id = e.span_id;
+  r.trace_id = hex(e.trace_id, 16);
+  r.group = text_of(s, e.group_id);
+  r.span_name = text_of(s, e.span_name_id);
+  r.type = e.type;
+  r.message = e.message;
+  r.preview = e.preview;
+  r.signal = e.signal;
+  r.fault_address = e.fault_address;
+  for (std::uint64_t f : e.frames) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%s0x%llx", r.frames.empty() ? "" : " ", static_cast<unsigned long long>(f));
+    r.frames += buf;
+  }
+  return r;
+}
 
-SegmentConsumer::SegmentConsumer(reader::Segment segment, std::int64_t key, reader::ErrorCursor cursor)
-    : segment_(std::move(segment)), key_(key), cursor_(cursor) {}
-
-StoreResult<SegmentConsumer> SegmentConsumer::open(reader::Segment segment, Store& store) {
+ProcessRow process_row(const reader::Segment& segment) {
   const abi::SegmentHeader& h = segment.header();
   ProcessRow row;
   row.segment = segment.name();
@@ -210,124 +271,134 @@ StoreResult<SegmentConsumer> SegmentConsumer::open(reader::Segment segment, Stor
   for (std::uint32_t i = 0; i < h.cmdline_size && i < sizeof h.cmdline; ++i) {
     row.cmdline += h.cmdline[i] == '\0' ? ' ' : h.cmdline[i];
   }
+  while (!row.cmdline.empty() && row.cmdline.back() == ' ') row.cmdline.pop_back();
   row.start_ns = static_cast<std::int64_t>(h.clock_ref_wall_ns);
   row.trace_id = hex(h.trace_id, 16);
   row.parent_span_id = h.parent_span_id;
-  if (auto ok = store.begin(); !ok) return std::unexpected(ok.error());
-  auto key = store.process(row);
-  auto cursor = key ? store.error_cursor(*key) : StoreResult<std::vector<std::uint64_t>>(std::unexpected(key.error()));
-  if (!key || !cursor) {
-    store.rollback();
-    return std::unexpected(key ? cursor.error() : key.error());
-  }
-  if (auto ok = store.commit(); !ok) return std::unexpected(ok.error());
-  reader::ErrorCursor resume;
-  if (cursor->size() == 3) {
-    resume.chunk = static_cast<std::uint32_t>((*cursor)[0]);
-    resume.offset = static_cast<std::uint32_t>((*cursor)[1]);
-    resume.spill_offset = (*cursor)[2];
-  }
-  return SegmentConsumer(std::move(segment), *key, resume);
+  return row;
 }
 
-StoreResult<PassStats> SegmentConsumer::pass(Store& store) {
-  PassStats stats;
+}  // namespace
+
+SegmentConsumer::SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume,
+                                 const Redactor* redactor)
+    : segment_(std::move(segment)), redactor_(redactor) {
+  if (resume) cursor_ = reader::ErrorCursor{resume->chunk, resume->offset, resume->spill_offset};
+  process_ = process_row(segment_);
+  const abi::SegmentHeader& h = segment_.header();
+  if (auto watch = ProcessWatch::open(h.pid, h.process_start_ticks)) watch_.emplace(std::move(*watch));
+  if (redactor_ != nullptr) redactor_->redact(process_.cmdline);
+}
+
+SegmentRows& SegmentConsumer::rows_in(Batch& batch) const {
+  for (SegmentRows& s : batch.segments) {
+    if (s.process.segment == process_.segment) return s;
+  }
+  batch.segments.push_back(SegmentRows{});
+  batch.segments.back().process = process_;
+  return batch.segments.back();
+}
+
+reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t max_per_ring) {
+  abandon();
+  CollectStats stats;
   segment_.heartbeat();
-  Converter convert(segment_, store, key_, *this);
-  std::vector<reader::RingBatch> rings;
-  std::optional<reader::OverflowBatch> overflow;
-  reader::ErrorCursor next = cursor_;
+  SegmentRows& rows = rows_in(batch);
   reader::DecodeStats decode_stats;
 
-  auto stored = [&]() -> StoreResult<void> {
-    // Errors first (SPEC D2), then rings, then overflow.
-    auto errors = segment_.read_errors(cursor_, 65536);
-    if (!errors) return std::unexpected(StoreError{errors.error().message});
-    for (const reader::ErrorRecord& e : errors->errors) {
-      ErrorRow r;
-      r.sequence = e.sequence;
-      r.ts_ns = segment_.clock().to_wall_ns(e.timestamp);
-      r.kind = error_kind(e.kind);
-      r.tid = e.tid;
-      r.span_id = e.span_id;
-      r.trace_id = hex(e.trace_id, 16);
-      r.group = text_of(segment_, e.group_id);
-      r.span_name = text_of(segment_, e.span_name_id);
-      r.type = e.type;
-      r.message = e.message;
-      r.preview = e.preview;
-      r.signal = e.signal;
-      r.fault_address = e.fault_address;
-      for (std::uint64_t f : e.frames) {
-        char buf[24];
-        std::snprintf(buf, sizeof buf, "%s0x%llx", r.frames.empty() ? "" : " ", static_cast<unsigned long long>(f));
-        r.frames += buf;
-      }
-      if (auto ok = store.error(key_, r); !ok) return ok;
-      ++stats.errors;
-    }
-    next = errors->next;
-    if (auto ok = store.set_error_cursor(key_, next.chunk, next.offset, next.spill_offset); !ok) return ok;
+  // Errors first (SPEC D2), then rings, then overflow.
+  auto errors = segment_.read_errors(cursor_, 65536);
+  if (!errors) return std::unexpected(errors.error());
+  for (const reader::ErrorRecord& e : errors->errors) {
+    rows.errors.push_back(error_row(segment_, e));
+    ErrorRow& r = rows.errors.back();
+    if (redactor_ != nullptr) stats.redactions += redactor_->redact(r.message).replaced + redactor_->redact(r.preview).replaced;
+    ++stats.errors;
+  }
+  const ErrorCursorRow next{errors->next.chunk, errors->next.offset, errors->next.spill_offset};
+  if (!errors->errors.empty() || next.chunk != cursor_.chunk || next.offset != cursor_.offset ||
+      next.spill_offset != cursor_.spill_offset) {
+    rows.cursor = next;
+    pending_cursor_ = next;
+  }
 
-    for (std::uint32_t ring = 0; ring < segment_.ring_count(); ++ring) {
-      auto batch = segment_.read_ring(ring, 65536);
-      if (!batch) return std::unexpected(StoreError{batch.error().message});
-      if (batch->records.empty()) continue;
-      if (!ring_tid_.contains(ring)) {
-        if (auto info = segment_.ring_info(ring)) ring_tid_[ring] = info->tid;
+  Converter convert(*this, rows, redactor_, stats);
+  for (std::uint32_t ring = 0; ring < segment_.ring_count(); ++ring) {
+    auto read = segment_.read_ring(ring, max_per_ring);
+    if (!read) return std::unexpected(read.error());
+    if (read->records.size() >= max_per_ring) {
+      // A full batch may end inside a value's continuations: leave the last
+      // group for the next batch, so it is read whole.
+      std::size_t last_head = read->records.size();
+      while (last_head > 0 &&
+             read->records[last_head - 1].kind == static_cast<std::uint8_t>(RecordKind::kContinuation)) {
+        --last_head;
       }
-      std::uint64_t position = batch->first_position;
-      for (const reader::DecodedRecord& d : reader::decode(batch->records, decode_stats)) {
-        if (d.kind == RecordKind::kThreadStart) ring_tid_[ring] = static_cast<std::uint32_t>(d.aux);
-        if (auto ok = convert.store(d, ring, position, ring_tid_[ring]); !ok) return ok;
-        position += d.record_count;
+      if (last_head > 1) {
+        read->records.resize(last_head - 1);
+        read->end_position = read->first_position + (last_head - 1);
       }
-      stats.records += batch->records.size();
-      rings.push_back(std::move(*batch));
     }
-    auto batch = segment_.read_overflow(65536);
-    if (!batch) return std::unexpected(StoreError{batch.error().message});
-    std::size_t i = 0;
-    while (i < batch->entries.size()) {
-      // A group: a head and the continuations that follow it from one thread.
-      std::size_t j = i + 1;
-      while (j < batch->entries.size() &&
-             batch->entries[j].record.kind == static_cast<std::uint8_t>(RecordKind::kContinuation) &&
-             batch->entries[j].tid == batch->entries[i].tid) {
-        ++j;
-      }
-      std::vector<abi::Record> group;
-      for (std::size_t k = i; k < j; ++k) group.push_back(batch->entries[k].record);
-      for (const reader::DecodedRecord& d : reader::decode(group, decode_stats)) {
-        if (auto ok = convert.store(d, kOverflowRing, batch->entries[i].position, batch->entries[i].tid); !ok) {
-          return ok;
-        }
-      }
-      i = j;
+    if (read->records.empty()) continue;
+    if (!ring_tid_.contains(ring)) {
+      if (auto info = segment_.ring_info(ring)) ring_tid_[ring] = info->tid;
     }
-    stats.records += batch->entries.size();
-    overflow = std::move(*batch);
-    return {};
-  };
-
-  if (auto ok = store.begin(); !ok) return std::unexpected(ok.error());
-  if (auto ok = stored(); !ok) {
-    store.rollback();
-    return std::unexpected(ok.error());
+    std::uint64_t position = read->first_position;
+    for (const reader::DecodedRecord& d : reader::decode(read->records, decode_stats)) {
+      if (d.kind == RecordKind::kThreadStart) ring_tid_[ring] = static_cast<std::uint32_t>(d.aux);
+      convert.add(d, ring, position, ring_tid_[ring]);
+      position += d.record_count;
+    }
+    stats.records += read->records.size();
+    pending_rings_.emplace_back(ring, read->end_position);
   }
-  if (auto ok = store.commit(); !ok) {
-    store.rollback();
-    return std::unexpected(ok.error());
+  auto overflow = segment_.read_overflow(max_per_ring);
+  if (!overflow) return std::unexpected(overflow.error());
+  std::size_t i = 0;
+  std::vector<abi::Record> group;
+  while (i < overflow->entries.size()) {
+    // A group: a head and the continuations that follow it from one thread.
+    std::size_t j = i + 1;
+    while (j < overflow->entries.size() &&
+           overflow->entries[j].record.kind == static_cast<std::uint8_t>(RecordKind::kContinuation) &&
+           overflow->entries[j].tid == overflow->entries[i].tid) {
+      ++j;
+    }
+    group.clear();
+    for (std::size_t k = i; k < j; ++k) group.push_back(overflow->entries[k].record);
+    for (const reader::DecodedRecord& d : reader::decode(group, decode_stats)) {
+      convert.add(d, kOverflowRing, overflow->entries[i].position, overflow->entries[i].tid);
+    }
+    i = j;
   }
-  // Committed: only now may the producer reuse the slots.
-  cursor_ = next;
-  for (const reader::RingBatch& b : rings) {
-    if (auto ok = segment_.commit_ring(b.ring, b.end_position); !ok) return std::unexpected(StoreError{ok.error().message});
-  }
-  if (overflow && !overflow->entries.empty()) {
-    if (auto ok = segment_.commit_overflow(*overflow); !ok) return std::unexpected(StoreError{ok.error().message});
-  }
+  stats.records += overflow->entries.size();
+  if (!overflow->entries.empty()) pending_overflow_ = std::move(*overflow);
+  stats.unknown_kinds = decode_stats.unknown_kinds;
+  stats.broken_values = decode_stats.broken_continuations;
+  batch.records += stats.records;
   return stats;
+}
+
+reader::Result<void> SegmentConsumer::release() {
+  if (pending_cursor_) cursor_ = reader::ErrorCursor{pending_cursor_->chunk, pending_cursor_->offset,
+                                                     pending_cursor_->spill_offset};
+  pending_cursor_.reset();
+  for (auto [ring, end] : pending_rings_) {
+    if (auto ok = segment_.commit_ring(ring, end); !ok) return ok;
+  }
+  pending_rings_.clear();
+  if (pending_overflow_) {
+    auto ok = segment_.commit_overflow(*pending_overflow_);
+    pending_overflow_.reset();
+    if (!ok) return ok;
+  }
+  return {};
+}
+
+void SegmentConsumer::abandon() {
+  pending_cursor_.reset();
+  pending_rings_.clear();
+  pending_overflow_.reset();
 }
 
 const std::string& SegmentConsumer::name_of(std::uint32_t id) {
@@ -353,13 +424,12 @@ const std::string& SegmentConsumer::name_of(std::uint32_t id) {
 bool SegmentConsumer::image_gone() const {
   const abi::ProcessState state = segment_.state();
   if (state == abi::ProcessState::kExeced) return true;  // the pid now runs another image
-  const abi::SegmentHeader& h = segment_.header();
-  const bool same_process = ::kill(static_cast<pid_t>(h.pid), 0) == 0 &&
-                            (h.process_start_ticks == 0 || start_ticks_of(h.pid) == h.process_start_ticks);
-  return !same_process;
+  // Through a pidfd opened while the process was known to be the segment's
+  // (start ticks checked after opening it), so a reused pid cannot pass.
+  return !watch_ || watch_->gone();
 }
 
-StoreResult<void> SegmentConsumer::finish(Store& store) {
+void SegmentConsumer::collect_fate(Batch& batch) const {
   ProcessFate fate;
   switch (segment_.state()) {
     case abi::ProcessState::kRunning:
@@ -381,14 +451,7 @@ StoreResult<void> SegmentConsumer::finish(Store& store) {
     fate.exec_target = text_of(*live, live->header().exec_target_id);
     if (live->header().end_ticks != 0) fate.end_ns = live->clock().to_wall_ns(live->header().end_ticks);
   }
-  if (auto ok = store.begin(); !ok) return ok;
-  if (auto ok = store.process_fate(key_, fate); !ok) {
-    store.rollback();
-    return ok;
-  }
-  if (auto ok = store.commit(); !ok) return ok;
-  if (auto ok = segment_.unlink(); !ok) return std::unexpected(StoreError{ok.error().message});
-  return {};
+  rows_in(batch).fate = std::move(fate);
 }
 
 }  // namespace shmtrace::drain

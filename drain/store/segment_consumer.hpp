@@ -1,9 +1,12 @@
-// Moves one segment's records into the store exactly once (SPEC D2, D7):
-// each pass reads the error area, then every ring, then the overflow area,
-// stores it all in one transaction, and only after the commit hands the
-// ring and overflow slots back to the producer. A drain killed between the
-// commit and the hand-back stores the same records again on restart, which
-// the store's keys turn into no-ops.
+// Moves one segment's records into batches exactly once (SPEC D2, D7).
+// collect() reads the error area, then every ring, then the overflow area,
+// and appends the rows to a batch; once that batch is committed (to the
+// store, or to the spill file while the store fails) release() hands the
+// ring and overflow slots back to the producer. A batch that could not be
+// committed is abandon()ed: nothing was handed back, so the next collect()
+// reads the same records again. A drain killed between the commit and the
+// hand-back stores the same records again on restart, which the store's keys
+// turn into no-ops.
 #ifndef SHMTRACE_DRAIN_SEGMENT_CONSUMER_HPP
 #define SHMTRACE_DRAIN_SEGMENT_CONSUMER_HPP
 
@@ -11,43 +14,63 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "discovery/process_watch.hpp"
 #include "reader/reader.hpp"
-#include "store/store.hpp"
+#include "store/batch.hpp"
 #include "symbols/resolver.hpp"
 
 namespace shmtrace::drain {
 
-struct PassStats {
-  std::uint64_t records = 0;  // raw records consumed (rings + overflow)
+class Redactor;
+
+struct CollectStats {
+  std::uint64_t records = 0;  // raw records read (rings + overflow)
   std::uint64_t errors = 0;
+  std::uint64_t unknown_kinds = 0;
+  std::uint64_t broken_values = 0;
+  std::uint64_t redactions = 0;
 };
 
 class SegmentConsumer {
  public:
-  // Registers the segment's process in the store and resumes its error cursor.
-  static StoreResult<SegmentConsumer> open(reader::Segment segment, Store& store);
+  // resume: the error cursor stored with the segment's last committed batch.
+  SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume, const Redactor* redactor);
 
-  StoreResult<PassStats> pass(Store& store);
+  // Appends what the segment holds now, at most max_per_ring records from
+  // each ring and from the overflow area.
+  reader::Result<CollectStats> collect(Batch& batch, std::size_t max_per_ring);
+  // The batch holding the last collect() is committed: the producer may reuse
+  // the slots.
+  reader::Result<void> release();
+  // The batch was not committed; the next collect() reads the records again.
+  void abandon();
 
   // The process image is gone for good: exited, crashed, exec'd, or its pid
   // no longer names it (killed, or reused by another process).
   bool image_gone() const;
-
-  // Records the process's fate and removes its segment (after a last pass).
-  StoreResult<void> finish(Store& store);
+  // Appends the process's fate (after a last collect() found nothing).
+  void collect_fate(Batch& batch) const;
+  // Removes the segment, once its fate is committed.
+  reader::Result<void> unlink() const { return segment_.unlink(); }
 
   const std::string& name() const { return segment_.name(); }
-
+  const reader::Segment& segment() const { return segment_; }
   // The stored name of a string id: "@0x<addr>" resolved to the function.
   const std::string& name_of(std::uint32_t id);
 
  private:
-  SegmentConsumer(reader::Segment segment, std::int64_t key, reader::ErrorCursor cursor);
+  SegmentRows& rows_in(Batch& batch) const;
 
   reader::Segment segment_;
-  std::int64_t key_ = 0;
-  reader::ErrorCursor cursor_;
+  ProcessRow process_;
+  const Redactor* redactor_;
+  reader::ErrorCursor cursor_;  // committed
+  std::optional<ErrorCursorRow> pending_cursor_;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> pending_rings_;  // ring, end position
+  std::optional<reader::OverflowBatch> pending_overflow_;
+  std::optional<ProcessWatch> watch_;  // absent: could not be opened, taken as gone
   std::map<std::uint32_t, std::uint32_t> ring_tid_;  // ring -> thread that wrote the records read last
   // Names of instrumented functions the runtime could only give by address
   // ("@0x..."), resolved through the segment's module map (P9), per name id.

@@ -1,55 +1,23 @@
 #include "store/store.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <map>
+#include <string_view>
 #include <utility>
+
+#include "store/partition_set.hpp"
+#include "store/schema.hpp"
+#include "store/sqlite_util.hpp"
 
 namespace shmtrace::drain {
 namespace {
-
-// Migrations, applied in order from the database's user_version; each one
-// moves the schema one version forward (SPEC D3).
-constexpr std::array<const char*, kSchemaVersion> kMigrations = {
-    R"sql(
-    CREATE TABLE processes (
-      process_key INTEGER PRIMARY KEY,
-      segment TEXT NOT NULL UNIQUE,
-      pid INTEGER NOT NULL, ppid INTEGER NOT NULL,
-      exe TEXT NOT NULL, cmdline TEXT NOT NULL,
-      start_ns INTEGER NOT NULL, end_ns INTEGER,
-      state TEXT NOT NULL DEFAULT 'running', exit_status INTEGER, exec_target TEXT,
-      trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL);
-    CREATE INDEX processes_by_ppid ON processes (ppid);
-    CREATE TABLE spans (
-      process_key INTEGER NOT NULL, span_id INTEGER NOT NULL,
-      trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL, tid INTEGER NOT NULL,
-      grp TEXT NOT NULL, name TEXT NOT NULL,
-      start_ns INTEGER NOT NULL, duration_ns INTEGER,
-      status INTEGER NOT NULL, error_sequence INTEGER NOT NULL, code INTEGER NOT NULL,
-      PRIMARY KEY (process_key, span_id));
-    CREATE INDEX spans_by_start ON spans (start_ns);
-    CREATE TABLE records (
-      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, position INTEGER NOT NULL,
-      kind TEXT NOT NULL, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
-      name TEXT NOT NULL, value TEXT NOT NULL, value_type TEXT NOT NULL,
-      aux INTEGER NOT NULL, flags INTEGER NOT NULL,
-      PRIMARY KEY (process_key, ring, position));
-    CREATE TABLE errors (
-      process_key INTEGER NOT NULL, sequence INTEGER NOT NULL,
-      ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
-      trace_id TEXT NOT NULL, grp TEXT NOT NULL, span_name TEXT NOT NULL,
-      type TEXT NOT NULL, message TEXT NOT NULL, preview TEXT NOT NULL,
-      signal INTEGER NOT NULL, fault_address INTEGER NOT NULL, frames TEXT NOT NULL,
-      PRIMARY KEY (process_key, sequence));
-    CREATE TABLE error_cursors (
-      process_key INTEGER PRIMARY KEY, chunk INTEGER NOT NULL, offset INTEGER NOT NULL,
-      spill_offset INTEGER NOT NULL);
-    )sql",
-};
 
 enum Statement {
   kBegin,
@@ -58,12 +26,12 @@ enum Statement {
   kProcessInsert,
   kProcessKey,
   kProcessFate,
-  kSpanBegin,
-  kSpanEnd,
-  kRecord,
+  kEvent,
+  kGap,
   kError,
   kCursorGet,
   kCursorSet,
+  kMetric,
   kStatementCount,
 };
 
@@ -75,60 +43,47 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "SELECT process_key FROM processes WHERE segment = ?",
     "UPDATE processes SET state = ?, exit_status = ?, end_ns = ?, exec_target = ? WHERE process_key = ?",
-    // A begin never overwrites what an end already stored.
-    "INSERT OR IGNORE INTO spans (process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, "
-    "duration_ns, status, error_sequence, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?)",
-    // An end completes its begin's row, or stands alone if the begin was lost.
-    "INSERT INTO spans (process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, duration_ns, "
-    "status, error_sequence, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (process_key, span_id) DO UPDATE SET duration_ns = excluded.duration_ns, "
-    "status = excluded.status, error_sequence = excluded.error_sequence",
-    "INSERT OR IGNORE INTO records (process_key, ring, position, kind, ts_ns, tid, span_id, name, value, "
-    "value_type, aux, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO process_events (process_key, ring, position, kind, ts_ns, tid, span_id, name, value, flags) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO gaps (process_key, ring, position, tid, ts_ns, dropped, first_ns, last_ns) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "INSERT OR IGNORE INTO errors (process_key, sequence, ts_ns, kind, tid, span_id, trace_id, grp, span_name, "
     "type, message, preview, signal, fault_address, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "SELECT chunk, offset, spill_offset FROM error_cursors WHERE process_key = ?",
+    "SELECT c.chunk, c.offset, c.spill_offset FROM error_cursors c JOIN processes p USING (process_key) "
+    "WHERE p.segment = ?",
     "INSERT INTO error_cursors (process_key, chunk, offset, spill_offset) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (process_key) DO UPDATE SET chunk = excluded.chunk, offset = excluded.offset, "
     "spill_offset = excluded.spill_offset",
+    "INSERT INTO metrics (ts_ns, name, labels, value) VALUES (?, ?, ?, ?)",
 };
 
-// Binds values in order; SQLite copies text (SQLITE_TRANSIENT).
-class Binder {
- public:
-  explicit Binder(sqlite3_stmt* s) : s_(s) {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  Binder& operator()(std::int64_t v) {
-    sqlite3_bind_int64(s_, ++i_, v);
-    return *this;
-  }
-  Binder& operator()(const std::string& v) {
-    sqlite3_bind_text(s_, ++i_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Binder& null() {
-    sqlite3_bind_null(s_, ++i_);
-    return *this;
-  }
+// Rows of the main file older than the retention, removed in steps this
+// large so each expiry transaction stays short.
+constexpr int kExpiryStepRows = 5000;
 
- private:
-  sqlite3_stmt* s_;
-  int i_ = 0;
-};
-
-std::int64_t as_int(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+std::int64_t file_bytes(const std::string& path) {
+  struct stat st {};
+  std::int64_t total = 0;
+  for (const char* suffix : {"", "-wal"}) {
+    if (::stat((path + suffix).c_str(), &st) == 0) total += st.st_size;
+  }
+  return total;
+}
 
 }  // namespace
 
 struct Store::Impl {
   sqlite3* db = nullptr;
   int lock_fd = -1;
-  std::array<sqlite3_stmt*, kStatementCount> statements{};
+  std::string path;
+  StoreOptions options;
+  std::array<sql::Statement, kStatementCount> statements;
+  std::unique_ptr<PartitionSet> partitions;
+  std::map<std::string, std::int64_t, std::less<>> keys;  // segment -> process_key, committed
 
   ~Impl() {
-    for (sqlite3_stmt* s : statements) sqlite3_finalize(s);
+    partitions.reset();
+    for (auto& s : statements) s.reset();
     if (db != nullptr) sqlite3_close(db);
     if (lock_fd >= 0) ::close(lock_fd);
   }
@@ -136,25 +91,15 @@ struct Store::Impl {
   StoreError fail(const std::string& what) const {
     return StoreError{what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "no database")};
   }
-
-  StoreResult<void> exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      StoreError e{std::string(message != nullptr ? message : "error")};
-      sqlite3_free(message);
-      return std::unexpected(e);
-    }
+  sqlite3_stmt* get(Statement s) const { return statements[s].get(); }
+  StoreResult<void> step(sqlite3_stmt* s, const char* what) {
+    if (!sql::step_done(s)) return std::unexpected(fail(what));
     return {};
   }
 
-  // Runs a statement to completion (no rows expected).
-  StoreResult<void> step(Statement which, const char* what) {
-    sqlite3_stmt* s = statements[which];
-    const int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return std::unexpected(fail(what));
-    return {};
-  }
+  StoreResult<std::int64_t> key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh);
+  StoreResult<void> write_segment(const SegmentRows& rows, std::map<std::string, std::int64_t>& fresh);
+  StoreResult<std::uint64_t> delete_expired(const char* table, const char* time_column, std::int64_t cutoff);
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -162,9 +107,13 @@ Store::Store(Store&&) noexcept = default;
 Store& Store::operator=(Store&&) noexcept = default;
 Store::~Store() = default;
 sqlite3* Store::handle() const { return impl_->db; }
+const std::string& Store::path() const { return impl_->path; }
+std::size_t Store::partition_count() const { return impl_->partitions->size(); }
 
-StoreResult<Store> Store::open(const std::string& path) {
+StoreResult<Store> Store::open(const std::string& path, const StoreOptions& options) {
   auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->options = options;
   const std::string lock_path = path + ".lock";
   impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (impl->lock_fd < 0) return std::unexpected(StoreError{"cannot open " + lock_path});
@@ -175,10 +124,15 @@ StoreResult<Store> Store::open(const std::string& path) {
     return std::unexpected(impl->fail("cannot open " + path));
   }
   sqlite3_busy_timeout(impl->db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=OFF"}) {
-    if (auto ok = impl->exec(pragma); !ok) return std::unexpected(StoreError{path + ": " + ok.error().message});
+  // Detaching an expired partition must not checkpoint it first: its file
+  // is about to go. (The WAL of what stays is checkpointed as it grows.)
+  sqlite3_db_config(impl->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  // auto_vacuum takes effect only on a database without tables: new files
+  // give pages back incrementally (vacuum_step), older ones keep what they had.
+  for (const char* pragma : {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL",
+                             "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=OFF"}) {
+    if (auto ok = sql::exec(impl->db, pragma); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
   }
-  // Migrate forward from the version the file is at.
   sqlite3_stmt* version = nullptr;
   sqlite3_prepare_v2(impl->db, "PRAGMA user_version", -1, &version, nullptr);
   int at = 0;
@@ -188,93 +142,230 @@ StoreResult<Store> Store::open(const std::string& path) {
     return std::unexpected(StoreError{path + " has schema version " + std::to_string(at) +
                                       ", newer than this drain's " + std::to_string(kSchemaVersion)});
   }
+  const auto migrations = schema::main_migrations();
   for (int v = at; v < kSchemaVersion; ++v) {
-    const std::string sql = std::string("BEGIN;") + kMigrations[static_cast<std::size_t>(v)] +
-                            "PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;";
-    if (auto ok = impl->exec(sql.c_str()); !ok) {
-      (void)impl->exec("ROLLBACK");
+    const std::string text = "BEGIN;" + migrations[static_cast<std::size_t>(v)] +
+                             "PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;";
+    if (auto ok = sql::exec(impl->db, text); !ok) {
+      (void)sql::exec(impl->db, "ROLLBACK");
       return std::unexpected(StoreError{path + ": migration to version " + std::to_string(v + 1) + " failed: " +
-                                        ok.error().message});
+                                        ok.error()});
     }
   }
   for (std::size_t i = 0; i < kStatementCount; ++i) {
-    if (sqlite3_prepare_v3(impl->db, kStatements[i], -1, SQLITE_PREPARE_PERSISTENT, &impl->statements[i], nullptr) !=
-        SQLITE_OK) {
-      return std::unexpected(impl->fail("cannot prepare statement " + std::to_string(i)));
-    }
+    auto s = sql::Statement::prepare(impl->db, kStatements[i]);
+    if (!s) return std::unexpected(StoreError{path + ": " + s.error()});
+    impl->statements[i] = std::move(*s);
   }
+  const std::int64_t retention_ns = options.retention.count() * 1'000'000'000LL;
+  std::int64_t width_ns = (options.partition.count() > 0 ? options.partition.count() : options.retention.count() / 6) *
+                          1'000'000'000LL;
+  width_ns = std::max<std::int64_t>(width_ns, 1'000'000'000LL);
+  // Partitions alive at once: those inside the retention, the current one and
+  // one in expiry; keep them within SQLite's attach limit.
+  const std::int64_t max_attached = std::max(4, sqlite3_limit(impl->db, SQLITE_LIMIT_ATTACHED, -1));
+  width_ns = std::max(width_ns, retention_ns / (max_attached - 3) + 1);
+  impl->partitions = std::make_unique<PartitionSet>(impl->db, path + ".parts", width_ns, retention_ns);
+  if (auto ok = impl->partitions->load(); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
   return Store(std::move(impl));
 }
 
-StoreResult<void> Store::begin() { return impl_->step(kBegin, "begin"); }
-StoreResult<void> Store::commit() { return impl_->step(kCommit, "commit"); }
-void Store::rollback() noexcept { (void)impl_->step(kRollback, "rollback"); }
-
-StoreResult<std::int64_t> Store::process(const ProcessRow& r) {
-  Binder(impl_->statements[kProcessInsert])(r.segment)(r.pid)(r.ppid)(r.exe)(r.cmdline)(r.start_ns)(r.trace_id)(
-      as_int(r.parent_span_id));
-  if (auto ok = impl_->step(kProcessInsert, "insert process"); !ok) return std::unexpected(ok.error());
-  sqlite3_stmt* s = impl_->statements[kProcessKey];
-  Binder key_of(s);
-  key_of(r.segment);
+StoreResult<std::int64_t> Store::Impl::key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh) {
+  if (auto k = keys.find(r.segment); k != keys.end()) return k->second;
+  if (auto k = fresh.find(r.segment); k != fresh.end()) return k->second;
+  sql::Binder{get(kProcessInsert)}(r.segment)(r.pid)(r.ppid)(r.exe)(r.cmdline)(r.start_ns)(r.trace_id)(
+      r.parent_span_id);
+  if (auto ok = step(get(kProcessInsert), "insert process"); !ok) return std::unexpected(ok.error());
+  sqlite3_stmt* s = get(kProcessKey);
+  sql::Binder{s}(r.segment);
   const int rc = sqlite3_step(s);
   const std::int64_t key = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
   sqlite3_reset(s);
-  if (rc != SQLITE_ROW) return std::unexpected(impl_->fail("process key of " + r.segment));
+  if (rc != SQLITE_ROW) return std::unexpected(fail("process key of " + r.segment));
+  fresh.emplace(r.segment, key);
   return key;
 }
 
-StoreResult<void> Store::process_fate(std::int64_t process, const ProcessFate& f) {
-  Binder(impl_->statements[kProcessFate])(f.state)(f.exit_status)(f.end_ns)(f.exec_target)(process);
-  return impl_->step(kProcessFate, "update process");
-}
-
-StoreResult<void> Store::span_begin(std::int64_t process, const SpanRow& r) {
-  Binder(impl_->statements[kSpanBegin])(process)(as_int(r.span_id))(r.trace_id)(as_int(r.parent_span_id))(r.tid)(
-      r.group)(r.name)(r.start_ns)(as_int(r.code));
-  return impl_->step(kSpanBegin, "insert span begin");
-}
-
-StoreResult<void> Store::span_end(std::int64_t process, const SpanRow& r) {
-  Binder b(impl_->statements[kSpanEnd]);
-  b(process)(as_int(r.span_id))(r.trace_id)(as_int(r.parent_span_id))(r.tid)(r.group)(r.name)(r.start_ns);
-  if (r.duration_ns) {
-    b(*r.duration_ns);
-  } else {
-    b.null();
+StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<std::string, std::int64_t>& fresh) {
+  auto key = key_of(rows.process, fresh);
+  if (!key) return std::unexpected(key.error());
+  const std::int64_t k = *key;
+  for (const ErrorRow& r : rows.errors) {
+    sql::Binder{get(kError)}(k)(r.sequence)(r.ts_ns)(r.kind)(r.tid)(r.span_id)(r.trace_id)(r.group)(r.span_name)(
+        r.type)(r.message)(r.preview)(r.signal)(r.fault_address)(r.frames);
+    if (auto ok = step(get(kError), "insert error"); !ok) return ok;
   }
-  b(r.status)(as_int(r.error_sequence))(as_int(r.code));
-  return impl_->step(kSpanEnd, "insert span end");
+  if (rows.cursor) {
+    sql::Binder{get(kCursorSet)}(k)(rows.cursor->chunk)(rows.cursor->offset)(rows.cursor->spill_offset);
+    if (auto ok = step(get(kCursorSet), "store error cursor"); !ok) return ok;
+  }
+  for (const SpanRow& r : rows.spans) {
+    Partition& p = partitions->route(r.start_ns);
+    if (r.duration_ns) {
+      sql::Binder{p.span_complete.get()}(k)(r.span_id)(r.trace_id)(r.parent_span_id)(r.tid)(r.group)(r.name)(
+          r.start_ns)(*r.duration_ns)(r.status)(r.error_sequence)(r.code);
+      if (auto ok = step(p.span_complete.get(), "insert span"); !ok) return ok;
+    } else {
+      sql::Binder{p.span_open.get()}(k)(r.span_id)(r.trace_id)(r.parent_span_id)(r.tid)(r.group)(r.name)(r.start_ns)(
+          r.code);
+      if (auto ok = step(p.span_open.get(), "insert open span"); !ok) return ok;
+    }
+  }
+  for (const SpanDataRow& r : rows.span_data) {
+    Partition& p = partitions->route(r.ts_ns);
+    sql::Binder{p.span_data.get()}(k)(r.ring)(r.position)(r.span_id)(r.kind)(r.ts_ns)(r.tid)(r.name)(r.value)(
+        r.value_type)(r.flags);
+    if (auto ok = step(p.span_data.get(), "insert span data"); !ok) return ok;
+  }
+  for (const ProcessEventRow& r : rows.events) {
+    sql::Binder{get(kEvent)}(k)(r.ring)(r.position)(r.kind)(r.ts_ns)(r.tid)(r.span_id)(r.name)(r.value)(r.flags);
+    if (auto ok = step(get(kEvent), "insert process event"); !ok) return ok;
+  }
+  for (const GapRow& r : rows.gaps) {
+    sql::Binder{get(kGap)}(k)(r.ring)(r.position)(r.tid)(r.ts_ns)(r.dropped)(r.first_ns)(r.last_ns);
+    if (auto ok = step(get(kGap), "insert gap"); !ok) return ok;
+  }
+  if (rows.fate) {
+    const ProcessFate& f = *rows.fate;
+    sql::Binder{get(kProcessFate)}(f.state)(f.exit_status)(f.end_ns)(f.exec_target)(k);
+    if (auto ok = step(get(kProcessFate), "update process"); !ok) return ok;
+  }
+  return {};
 }
 
-StoreResult<void> Store::record(std::int64_t process, const RecordRow& r) {
-  Binder(impl_->statements[kRecord])(process)(static_cast<std::int64_t>(r.ring))(as_int(r.position))(r.kind)(r.ts_ns)(
-      r.tid)(as_int(r.span_id))(r.name)(r.value)(r.value_type)(r.aux)(r.flags);
-  return impl_->step(kRecord, "insert record");
+StoreResult<WriteStats> Store::write(const Batch& batch) {
+  WriteStats stats;
+  std::vector<std::int64_t> times;
+  for (const SegmentRows& s : batch.segments) {
+    for (const SpanRow& r : s.spans) times.push_back(r.start_ns);
+    for (const SpanDataRow& r : s.span_data) times.push_back(r.ts_ns);
+  }
+  if (!times.empty() || impl_->partitions->size() == 0) {
+    if (times.empty()) times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count());
+    auto planned = impl_->partitions->plan(times, times.back());
+    if (!planned) return std::unexpected(StoreError{"partitions: " + planned.error()});
+    stats.partitions_created = *planned;
+  }
+  std::map<std::string, std::int64_t> fresh;
+  if (auto ok = impl_->step(impl_->get(kBegin), "begin"); !ok) return std::unexpected(ok.error());
+  for (const SegmentRows& s : batch.segments) {
+    if (auto ok = impl_->write_segment(s, fresh); !ok) {
+      (void)sql::step_done(impl_->get(kRollback));
+      return std::unexpected(ok.error());
+    }
+    stats.rows += s.row_count();
+  }
+  if (auto ok = impl_->step(impl_->get(kCommit), "commit"); !ok) {
+    (void)sql::step_done(impl_->get(kRollback));
+    return std::unexpected(ok.error());
+  }
+  impl_->keys.merge(fresh);
+  return stats;
 }
 
-StoreResult<void> Store::error(std::int64_t process, const ErrorRow& r) {
-  Binder(impl_->statements[kError])(process)(as_int(r.sequence))(r.ts_ns)(r.kind)(r.tid)(as_int(r.span_id))(
-      r.trace_id)(r.group)(r.span_name)(r.type)(r.message)(r.preview)(r.signal)(as_int(r.fault_address))(r.frames);
-  return impl_->step(kError, "insert error");
-}
-
-StoreResult<std::vector<std::uint64_t>> Store::error_cursor(std::int64_t process) {
-  sqlite3_stmt* s = impl_->statements[kCursorGet];
-  Binder cursor_of(s);
-  cursor_of(process);
-  std::vector<std::uint64_t> out;
-  if (sqlite3_step(s) == SQLITE_ROW) {
-    for (int i = 0; i < 3; ++i) out.push_back(static_cast<std::uint64_t>(sqlite3_column_int64(s, i)));
+StoreResult<std::optional<ErrorCursorRow>> Store::error_cursor(const std::string& segment) {
+  sqlite3_stmt* s = impl_->get(kCursorGet);
+  sql::Binder{s}(segment);
+  std::optional<ErrorCursorRow> out;
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    out = ErrorCursorRow{static_cast<std::uint32_t>(sqlite3_column_int64(s, 0)),
+                         static_cast<std::uint32_t>(sqlite3_column_int64(s, 1)),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(s, 2))};
   }
   sqlite3_reset(s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(impl_->fail("error cursor of " + segment));
   return out;
 }
 
-StoreResult<void> Store::set_error_cursor(std::int64_t process, std::uint32_t chunk, std::uint32_t offset,
-                                          std::uint64_t spill_offset) {
-  Binder(impl_->statements[kCursorSet])(process)(chunk)(offset)(as_int(spill_offset));
-  return impl_->step(kCursorSet, "store error cursor");
+StoreResult<std::uint64_t> Store::Impl::delete_expired(const char* table, const char* time_column,
+                                                      std::int64_t cutoff) {
+  const std::string text = std::string("DELETE FROM ") + table + " WHERE rowid IN (SELECT rowid FROM " + table +
+                           " WHERE " + time_column + " < " + std::to_string(cutoff) + " LIMIT " +
+                           std::to_string(kExpiryStepRows) + ")";
+  if (auto ok = sql::exec(db, text); !ok) return std::unexpected(StoreError{std::string(table) + ": " + ok.error()});
+  return static_cast<std::uint64_t>(sqlite3_changes(db));
+}
+
+StoreResult<ExpiryStats> Store::expire(std::int64_t now_ns) {
+  ExpiryStats out;
+  auto parts = impl_->partitions->expire(now_ns, impl_->options.archive_dir);
+  if (!parts) return std::unexpected(StoreError{parts.error()});
+  out.partitions_removed = parts->removed;
+  out.partitions_archived = parts->archived;
+  const std::int64_t cutoff = now_ns - impl_->options.retention.count() * 1'000'000'000LL;
+  // WITHOUT ROWID tables are deleted by key range instead.
+  for (auto [table, column] : {std::pair{"errors", "ts_ns"}, std::pair{"metrics", "ts_ns"},
+                               std::pair{"alerts", "fired_ns"}}) {
+    auto n = impl_->delete_expired(table, column, cutoff);
+    if (!n) return std::unexpected(n.error());
+    out.rows_deleted += *n;
+  }
+  for (const char* table : {"process_events", "gaps"}) {
+    const std::string text = std::string("DELETE FROM ") + table + " WHERE (process_key, ring, position) IN (SELECT " +
+                             "process_key, ring, position FROM " + table + " WHERE ts_ns < " + std::to_string(cutoff) +
+                             " LIMIT " + std::to_string(kExpiryStepRows) + ")";
+    if (auto ok = sql::exec(impl_->db, text); !ok) return std::unexpected(StoreError{std::string(table) + ": " + ok.error()});
+    out.rows_deleted += static_cast<std::uint64_t>(sqlite3_changes(impl_->db));
+  }
+  // A process goes once it ended before every partition that could hold its
+  // spans; its cursor with it.
+  const std::int64_t process_cutoff =
+      impl_->partitions->size() > 0 ? std::min(cutoff, impl_->partitions->oldest_start_ns()) : cutoff;
+  const std::string processes =
+      "DELETE FROM error_cursors WHERE process_key IN (SELECT process_key FROM processes WHERE end_ns < " +
+      std::to_string(process_cutoff) + ");" +
+      "DELETE FROM processes WHERE rowid IN (SELECT rowid FROM processes WHERE end_ns < " +
+      std::to_string(process_cutoff) + " LIMIT " + std::to_string(kExpiryStepRows) + ")";
+  if (auto ok = sql::exec(impl_->db, processes); !ok) return std::unexpected(StoreError{"processes: " + ok.error()});
+  out.rows_deleted += static_cast<std::uint64_t>(sqlite3_changes(impl_->db));
+  return out;
+}
+
+StoreResult<std::uint64_t> Store::vacuum_step() {
+  sqlite3_stmt* s = nullptr;
+  std::uint64_t freelist = 0;
+  if (sqlite3_prepare_v2(impl_->db, "PRAGMA freelist_count", -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    freelist = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+  }
+  sqlite3_finalize(s);
+  if (freelist == 0) return 0;
+  if (auto ok = sql::exec(impl_->db, "PRAGMA incremental_vacuum(256)"); !ok) {
+    return std::unexpected(StoreError{"incremental vacuum: " + ok.error()});
+  }
+  return std::min<std::uint64_t>(freelist, 256);
+}
+
+StoreResult<void> Store::write_metrics(std::int64_t ts_ns, const std::vector<MetricSample>& samples) {
+  if (auto ok = impl_->step(impl_->get(kBegin), "begin"); !ok) return ok;
+  for (const MetricSample& m : samples) {
+    sql::Binder{impl_->get(kMetric)}(ts_ns)(m.name)(m.labels)(m.value);
+    if (auto ok = impl_->step(impl_->get(kMetric), "insert metric"); !ok) {
+      (void)sql::step_done(impl_->get(kRollback));
+      return ok;
+    }
+  }
+  if (auto ok = impl_->step(impl_->get(kCommit), "commit"); !ok) {
+    (void)sql::step_done(impl_->get(kRollback));
+    return ok;
+  }
+  return {};
+}
+
+std::uint64_t Store::database_bytes() const {
+  std::int64_t total = file_bytes(impl_->path);
+  if (DIR* dir = ::opendir(impl_->partitions->directory().c_str())) {
+    while (const dirent* e = ::readdir(dir)) {
+      if (std::string_view(e->d_name).ends_with(".db")) {
+        total += file_bytes(impl_->partitions->directory() + "/" + e->d_name);
+      }
+    }
+    ::closedir(dir);
+  }
+  return static_cast<std::uint64_t>(total);
 }
 
 }  // namespace shmtrace::drain

@@ -1,13 +1,27 @@
-// The drain's SQLite store (SPEC D2, D3): schema versioned with
-// PRAGMA user_version and migrated forward, WAL, prepared statements, one
-// transaction per batch. Every insert is idempotent: each row is keyed by
-// where its record came from (process, ring, position) or by an id the
-// producer made unique (span id, error sequence), so a batch stored twice,
-// after a drain was killed between the commit and handing the ring slots
-// back, leaves the database as if stored once.
+// The drain's SQLite store (SPEC D2-D5): schema versioned with
+// PRAGMA user_version and migrated forward, WAL, synchronous=NORMAL,
+// prepared statements, one transaction per batch.
+//
+// Two kinds of file (README "Database"):
+//   <db>              processes, errors, gaps, process events, metrics,
+//                     alerts, the partition catalog: small, kept in one file.
+//   <db>.parts/p*.db  time partitions holding the bulk: spans and span data.
+//                     Each is attached to the drain's connection; expiring
+//                     one is a DETACH and an unlink (or a move into the
+//                     archive directory), never a long DELETE, so retention
+//                     does not stall ingestion (D4).
+// Readers open the database through open_query_database() (query.hpp), which
+// attaches the partitions and unites them in the views spans and span_data.
+//
+// Every insert is idempotent: each row is keyed by where its record came
+// from (process, ring, position) or by an id the producer made unique (span
+// id, error sequence), and a row goes to the partition its own timestamp
+// picks, so a batch stored twice, after a drain was killed between the commit
+// and handing the ring slots back, leaves the database as if stored once.
 #ifndef SHMTRACE_DRAIN_STORE_HPP
 #define SHMTRACE_DRAIN_STORE_HPP
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -15,8 +29,9 @@
 #include <string>
 #include <vector>
 
+#include "store/batch.hpp"
+
 struct sqlite3;
-struct sqlite3_stmt;
 
 namespace shmtrace::drain {
 
@@ -26,101 +41,58 @@ struct StoreError {
 template <class T>
 using StoreResult = std::expected<T, StoreError>;
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
-struct ProcessRow {
-  std::string segment;  // unique across pid reuse and exec
-  std::uint32_t pid = 0;
-  std::uint32_t ppid = 0;
-  std::string exe;
-  std::string cmdline;  // arguments joined by spaces
-  std::int64_t start_ns = 0;
-  std::string trace_id;  // 32 hex digits, "" when none was inherited
-  std::uint64_t parent_span_id = 0;
+struct StoreOptions {
+  std::chrono::seconds retention{6 * 3600};
+  // Width of a time partition; 0 = retention / 6. Widened when the
+  // partitions retention needs would exceed SQLite's attach limit.
+  std::chrono::seconds partition{0};
+  std::string archive_dir;  // expired partitions are moved here; "" = removed
 };
 
-struct ProcessFate {
-  std::string state;  // running, exited, crashed, execed
-  std::int32_t exit_status = 0;
-  std::int64_t end_ns = 0;
-  std::string exec_target;
+struct WriteStats {
+  std::uint64_t rows = 0;
+  std::uint64_t partitions_created = 0;
 };
 
-struct SpanRow {
-  std::uint64_t span_id = 0;
-  std::string trace_id;
-  std::uint64_t parent_span_id = 0;
-  std::uint32_t tid = 0;
-  std::string group;
+struct ExpiryStats {
+  std::uint64_t partitions_removed = 0;
+  std::uint64_t partitions_archived = 0;
+  std::uint64_t rows_deleted = 0;  // from the main file's tables
+};
+
+struct MetricSample {
   std::string name;
-  std::int64_t start_ns = 0;
-  std::optional<std::int64_t> duration_ns;  // absent: not finished (yet)
-  int status = 0;                           // 0 OK, 1 ERR
-  std::uint64_t error_sequence = 0;
-  std::uint64_t code = 0;                   // function address (-finstrument-functions)
-};
-
-// Events, counters, arguments, drop gaps and lifecycle records: one row per
-// record, keyed by its position.
-struct RecordRow {
-  std::uint32_t ring = 0;  // kOverflowRing for the overflow area
-  std::uint64_t position = 0;
-  std::string kind;        // event, counter, arg, result, gap, process_start, fork, exec, exit, thread_start, thread_end
-  std::int64_t ts_ns = 0;
-  std::uint32_t tid = 0;
-  std::uint64_t span_id = 0;
-  std::string name;
-  std::string value;       // text, or the number printed exactly
-  std::string value_type;  // int, uint, double, bool, string, bytes, repr
-  std::int64_t aux = 0;    // counts, pids, exit codes
-  int flags = 0;
-};
-inline constexpr std::uint32_t kOverflowRing = 0xffffffffu;
-
-struct ErrorRow {
-  std::uint64_t sequence = 0;
-  std::int64_t ts_ns = 0;
-  std::string kind;  // explicit, exception, crash, span_error
-  std::uint32_t tid = 0;
-  std::uint64_t span_id = 0;
-  std::string trace_id;
-  std::string group;
-  std::string span_name;
-  std::string type;
-  std::string message;
-  std::string preview;
-  std::uint32_t signal = 0;
-  std::uint64_t fault_address = 0;
-  std::string frames;  // hex addresses separated by spaces
+  std::string labels;  // Prometheus form: a="1",b="x"
+  double value = 0;
 };
 
 class Store {
  public:
   // Opens (creating, migrating) the database. Refuses a database another
   // drain holds (an exclusive lock on <path>.lock).
-  static StoreResult<Store> open(const std::string& path);
+  static StoreResult<Store> open(const std::string& path, const StoreOptions& options = {});
   Store(Store&&) noexcept;
   Store& operator=(Store&&) noexcept;
   ~Store();
 
-  StoreResult<void> begin();
-  StoreResult<void> commit();
-  void rollback() noexcept;
+  // Stores a batch in one transaction; nothing of it when it fails.
+  StoreResult<WriteStats> write(const Batch& batch);
 
-  // The process's key, inserting its row on first sight.
-  StoreResult<std::int64_t> process(const ProcessRow& row);
-  StoreResult<void> process_fate(std::int64_t process, const ProcessFate& fate);
-  StoreResult<void> span_begin(std::int64_t process, const SpanRow& row);
-  StoreResult<void> span_end(std::int64_t process, const SpanRow& row);
-  StoreResult<void> record(std::int64_t process, const RecordRow& row);
-  StoreResult<void> error(std::int64_t process, const ErrorRow& row);
+  // Error-area progress of a segment stored earlier (absent: from the start).
+  StoreResult<std::optional<ErrorCursorRow>> error_cursor(const std::string& segment);
 
-  // Error-area progress per process, stored in the same transaction as the
-  // errors it covers (chunk, offset, spill offset).
-  StoreResult<std::vector<std::uint64_t>> error_cursor(std::int64_t process);
-  StoreResult<void> set_error_cursor(std::int64_t process, std::uint32_t chunk, std::uint32_t offset,
-                                     std::uint64_t spill_offset);
+  // Removes what is older than the retention: whole partitions, and rows of
+  // the main file in bounded steps (call again while rows_deleted > 0).
+  StoreResult<ExpiryStats> expire(std::int64_t now_ns);
+  // Gives free pages back to the filesystem, a bounded amount per call.
+  StoreResult<std::uint64_t> vacuum_step();
+  StoreResult<void> write_metrics(std::int64_t ts_ns, const std::vector<MetricSample>& samples);
 
+  std::uint64_t database_bytes() const;  // main file and partitions, WAL included
+  std::size_t partition_count() const;
+  const std::string& path() const;
   sqlite3* handle() const;
 
  private:

@@ -119,6 +119,55 @@
 //           (acquire): 0 = not yet written (stop), committed = decode,
 //           padding = end of this chunk.
 //
+// ---------------------------------------------------------------------------
+// Call-site statistics (P13; since minor 1)
+// ---------------------------------------------------------------------------
+// Every ring slot ends with a table of StatsSlot, header.ring_stats_bytes
+// long (0: statistics off): slots 0 .. n-2 are call sites, slot n-1 is the
+// "other" slot, n = ring_stats_bytes / sizeof(StatsSlot) (>= 2 when not 0).
+//
+//   ring slot  +--------------------+ ring_offset(h, i)
+//              | RingControl        |   cache line 3: stats_used
+//              | Record[capacity]   |
+//              +--------------------+ ring_offset(h, i) + ring_stats_offset(h)
+//              | StatsSlot 0        |   a call site: key + counters + histogram
+//              | ...                |
+//              | StatsSlot n-2      |
+//              | StatsSlot n-1      |   "other": every call site that found
+//              +--------------------+   the table full, summed
+//
+// A call site is an API span's interned name (kName, key = name id) or an
+// instrumented function (kCode, key = its address). Statistics belong to the
+// ring, not to a thread: they are cumulative over every thread that has
+// owned the ring (a released ring's next owner adds to the same slots), so a
+// reader reports deltas between snapshots. StatsSlot.last_tid names the last
+// thread that used a slot.
+//
+// producer (the ring's owner only; no locked instruction):
+//   first use of a call site by a thread: look the key up in [0, stats_used);
+//     if absent and stats_used < n-1, write key, last_tid, min_ticks = ~0,
+//     then kind (release), then stats_used + 1 (release); if the table is
+//     full, use the "other" slot (its kind is set when the ring is claimed).
+//   enter: calls += 1 (relaxed store).
+//   end:   errors += 1 (ERR), total_ticks, min_ticks, max_ticks (relaxed);
+//          buckets[bucket_of(duration)] += 1 (release: pairs with the
+//          reader's acquire load, so a reader that sees the bucket sees the
+//          calls += 1 of the same call). The runtime defers this bump to the
+//          thread's next end, or to the thread's exit (the exiting thread's
+//          at process exit): the histogram may lag the other fields by one
+//          call per thread, and a thread still running when its process
+//          crashes or execs leaves its last bump out.
+//   a frame closed without its own end (a longjmp or an end of an outer
+//   span skipped it): unfinished += 1 (release); no duration.
+// consumer: loads stats_used (acquire, pairs with the producer's release);
+//   per slot: kind (acquire), buckets and unfinished (acquire), then calls,
+//   errors and the durations (relaxed). Every counter only grows, so deltas
+//   between two snapshots never go negative; within one snapshot
+//   sum(buckets) + unfinished <= calls (calls in flight make up the rest).
+// Durations are in ticks of the segment's clock (ClockKind); the histogram's
+// buckets are log-linear over ticks (stats_bucket_of below), so converting a
+// bucket's bounds to nanoseconds keeps its relative width.
+//
 // Versioning: a reader rejects another abi_major and accepts any abi_minor
 // >= its own (new minors only add fields in reserved space or new record
 // kinds, which readers count and skip). Every record belongs to a segment and
@@ -137,7 +186,7 @@ namespace shmtrace::abi {
 inline constexpr std::uint64_t kSegmentMagic = 0x31454741'4d485354ULL;  // "TSHMAGE1"
 inline constexpr std::uint64_t kErrorChunkMagic = 0x314b4e48'43525245ULL;  // "ERRCHNK1"
 inline constexpr std::uint16_t kAbiMajor = 1;
-inline constexpr std::uint16_t kAbiMinor = 0;
+inline constexpr std::uint16_t kAbiMinor = 1;  // 1: call-site statistics, kSpanUnfinished
 inline constexpr char kSegmentNamePrefix[] = "shmtrace.";
 inline constexpr char kErrorChunkInfix[] = ".err.";
 inline constexpr char kSpillSuffix[] = ".errors";
@@ -263,6 +312,11 @@ inline constexpr bool record_kind_continued(RecordKind kind) noexcept {
 // Record.flags for span end and event records.
 inline constexpr std::uint8_t kStatusErr = 0x01;       // span/event status ERR (else OK)
 inline constexpr std::uint8_t kSpanRemoteParent = 0x02;  // parent came from TRACEPARENT
+// SpanEnd of a frame closed without its own end (minor 1): a longjmp skipped
+// its exit hook, or an end of an outer span closed it. Always with
+// kStatusErr, so readers of minor 0 see an ERR span; the end time is when
+// the runtime noticed, not when the frame was left.
+inline constexpr std::uint8_t kSpanUnfinished = 0x04;
 
 // Record.flags for Arg records: value type in the low nibble, then bits.
 enum class ValueType : std::uint8_t {
@@ -396,7 +450,8 @@ struct SegmentHeader {
   std::uint64_t overflow_size;
   std::uint64_t rings_offset;
   std::uint64_t ring_stride;         // bytes per ring slot, multiple of kPageSize
-  std::uint64_t ring_stats_bytes;    // per-ring call-site statistics (P13), 0 = none
+  std::uint64_t ring_stats_bytes;    // per-ring call-site statistics (P13), 0 = none; else
+                                     // n * sizeof(StatsSlot), n >= 2 (n-1 sites + "other")
 
   // -- trace context inherited at start (creator, once; P8) ------------------
   std::uint8_t trace_id[16];         // zero: none inherited
@@ -537,9 +592,72 @@ struct RingControl {
   char thread_name[16];
   std::uint64_t claimed_ticks;
   std::uint64_t reserved3[3];
-  // Cache line 3: reserved for the statistics table header (P13).
-  std::uint64_t reserved4[8];
+  // Cache line 3: call-site statistics (P13); producer writes, consumer reads.
+  std::uint32_t stats_used;  // call-site slots assigned (the "other" slot excluded);
+                             // store (release) after the slot's kind
+  std::uint32_t reserved4;
+  std::uint64_t reserved5[7];
 };
+
+// ---------------------------------------------------------------------------
+// Call-site statistics (P13): one StatsSlot per call site, see the protocol
+// at the top. Single writer (the ring's owner), relaxed 64-bit stores.
+// ---------------------------------------------------------------------------
+enum class CallSiteKind : std::uint32_t {
+  kUnused = 0,  // zero memory: not assigned yet
+  kName = 1,    // API span: key = StringTable id of its name
+  kCode = 2,    // instrumented function: key = its address
+  kOther = 3,   // the last slot: every call site that found the table full
+};
+
+// Histogram: log-linear over durations in ticks. Values 0 .. 63 have a bucket
+// each; above, every power of two [2^e, 2^(e+1)) is split into 32 equal
+// buckets, so a bucket is at most 1/32 of its lower bound wide and its
+// midpoint is within 1.6 % of any value in it (the 3 % of P13 with room for
+// the clock conversion). The last bucket, [63 * 2^36, inf), starts at
+// 4.3e12 ticks: over 20 minutes at 3.5 GHz, 72 minutes in nanoseconds.
+inline constexpr std::uint32_t kStatsSubBucketBits = 5;
+inline constexpr std::uint32_t kStatsSubBuckets = 1u << kStatsSubBucketBits;  // 32
+inline constexpr std::uint32_t kStatsMaxExponent = 41;  // the last exact octave: [2^41, 2^42)
+inline constexpr std::uint32_t kStatsBuckets =
+    (kStatsMaxExponent - kStatsSubBucketBits + 1) * kStatsSubBuckets + kStatsSubBuckets;  // 1216
+
+// Bucket of a duration: shift = max(0, floor(log2 v) - 5), bucket =
+// shift * 32 + (v >> shift); the top 6 bits of v pick it.
+inline constexpr std::uint32_t stats_bucket_of(std::uint64_t ticks) noexcept {
+  if (ticks < 2 * kStatsSubBuckets) return static_cast<std::uint32_t>(ticks);
+  const std::uint32_t exponent = 63u - static_cast<std::uint32_t>(__builtin_clzll(ticks));
+  if (exponent > kStatsMaxExponent) return kStatsBuckets - 1;
+  const std::uint32_t shift = exponent - kStatsSubBucketBits;
+  return shift * kStatsSubBuckets + static_cast<std::uint32_t>(ticks >> shift);
+}
+// Smallest duration in a bucket (bucket < kStatsBuckets).
+inline constexpr std::uint64_t stats_bucket_lower(std::uint32_t bucket) noexcept {
+  if (bucket < 2 * kStatsSubBuckets) return bucket;
+  const std::uint32_t shift = bucket / kStatsSubBuckets - 1;
+  return static_cast<std::uint64_t>(bucket - shift * kStatsSubBuckets) << shift;
+}
+// Largest duration in a bucket, inclusive (the last bucket is open-ended).
+inline constexpr std::uint64_t stats_bucket_upper(std::uint32_t bucket) noexcept {
+  if (bucket >= kStatsBuckets - 1) return ~0ull;
+  if (bucket < 2 * kStatsSubBuckets) return bucket;
+  const std::uint32_t shift = bucket / kStatsSubBuckets - 1;
+  return stats_bucket_lower(bucket) + (std::uint64_t{1} << shift) - 1;
+}
+
+struct StatsSlot {
+  std::uint32_t kind;          // CallSiteKind; store (release) after key (assignment)
+  std::uint32_t last_tid;      // kernel tid of the last thread that used the slot
+  std::uint64_t key;           // name id (kName) or code address (kCode); 0 for kOther
+  std::uint64_t calls;         // entries, counted at entry (sampled out and dropped included)
+  std::uint64_t errors;        // ends with status ERR (an exception, an explicit ERR)
+  std::uint64_t unfinished;    // frames closed without their end; store (release)
+  std::uint64_t total_ticks;   // sum of the durations of ended calls
+  std::uint64_t min_ticks;     // ~0 until the first end
+  std::uint64_t max_ticks;
+  std::uint64_t buckets[kStatsBuckets];  // ended calls per duration bucket; store (release)
+};
+inline constexpr std::uint64_t kStatsSlotBytes = 64 + 8ull * kStatsBuckets;  // 9792
 
 // ---------------------------------------------------------------------------
 // Error area: chunk objects and entries (see protocol above).
@@ -596,7 +714,8 @@ inline constexpr std::uint32_t kMaxErrorPreview = 1024;
 inline constexpr std::uint32_t kMaxErrorFrames = 64;
 
 // ---------------------------------------------------------------------------
-// Layout facts. A change here is an ABI change: bump kAbiMajor.
+// Layout facts. A change here is an ABI change: bump kAbiMajor (fields added
+// in reserved space, new flags and new tables are a new minor).
 // ---------------------------------------------------------------------------
 template <class T>
 inline constexpr bool kSharedType =
@@ -639,6 +758,15 @@ static_assert(kSharedType<RingControl> && sizeof(RingControl) == 4 * kCacheLine)
 static_assert(offsetof(RingControl, head) == 0);
 static_assert(offsetof(RingControl, tail) == kCacheLine);  // indices never share a line
 static_assert(offsetof(RingControl, state) == 2 * kCacheLine);
+static_assert(offsetof(RingControl, stats_used) == 3 * kCacheLine);
+
+static_assert(kSharedType<StatsSlot> && sizeof(StatsSlot) == kStatsSlotBytes && alignof(StatsSlot) == 8);
+static_assert(offsetof(StatsSlot, calls) == 16 && offsetof(StatsSlot, buckets) == kCacheLine);
+static_assert(kStatsBuckets == 1216);
+static_assert(stats_bucket_of(63) == 63 && stats_bucket_of(64) == 64 && stats_bucket_lower(64) == 64);
+static_assert(stats_bucket_of(~0ull) == kStatsBuckets - 1);
+static_assert(stats_bucket_lower(kStatsBuckets - 1) == 63ull << 36);
+static_assert(stats_bucket_upper(kStatsBuckets - 2) + 1 == stats_bucket_lower(kStatsBuckets - 1));
 
 static_assert(kSharedType<ErrorChunkHeader> && sizeof(ErrorChunkHeader) == kErrorChunkHeaderSize);
 static_assert(kSharedType<ErrorEntry> && sizeof(ErrorEntry) == 96 && alignof(ErrorEntry) == 8);
@@ -649,6 +777,14 @@ inline constexpr std::uint64_t ring_offset(const SegmentHeader& h, std::uint32_t
   return h.rings_offset + static_cast<std::uint64_t>(i) * h.ring_stride;
 }
 inline constexpr std::uint64_t ring_records_offset() noexcept { return sizeof(RingControl); }
+// Where a ring slot's statistics table starts, from the ring slot's start.
+inline constexpr std::uint64_t ring_stats_offset(const SegmentHeader& h) noexcept {
+  return sizeof(RingControl) + static_cast<std::uint64_t>(h.ring_capacity) * sizeof(Record);
+}
+// StatsSlots per ring, the "other" slot included; 0 = statistics off.
+inline constexpr std::uint64_t stats_slot_count(const SegmentHeader& h) noexcept {
+  return h.ring_stats_bytes / sizeof(StatsSlot);
+}
 
 }  // namespace shmtrace::abi
 

@@ -107,7 +107,11 @@ SHMTRACE_API const char* shmtrace_segment_name(void);
  * the caller:
  *   shmtrace_may_record_       0 once the runtime is a no-op for good (disabled,
  *                              or no segment); 1 while it records or has not
- *                              started yet. Written by the runtime only.
+ *                              started yet; 2 while it records and keeps
+ *                              call-site statistics (SHMTRACE_STATS_SITES >
+ *                              0): spans of a sampled-out trace are counted
+ *                              and timed too, so they call in as well.
+ *                              Written by the runtime only.
  *   shmtrace_unsampled_depth_  per thread: how deep the calling thread is in a
  *                              sampled-out trace (0: not in one). Belongs to
  *                              the calling thread; the helpers keep it.
@@ -130,8 +134,9 @@ SHMTRACE_API extern __thread uint32_t shmtrace_unsampled_depth_
 /* no_instrument_function: a program built with -finstrument-functions must
  * not turn these helpers into traced out-of-line calls. */
 SHMTRACE_INLINE shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtrace_name_t name) {
-  if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return 0;
-  if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
+  const int may_record = __atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED);
+  if (__builtin_expect(may_record == 0, 0)) return 0;
+  if (__builtin_expect(shmtrace_unsampled_depth_ != 0 && may_record == 1, 0)) {
     ++shmtrace_unsampled_depth_;
     return 0;
   }
@@ -139,8 +144,9 @@ SHMTRACE_INLINE shmtrace_span_t shmtrace_span_enter(shmtrace_name_t group, shmtr
 }
 
 SHMTRACE_INLINE void shmtrace_span_leave(shmtrace_span_t span, int status) {
-  if (__builtin_expect(__atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED) == 0, 0)) return;
-  if (__builtin_expect(shmtrace_unsampled_depth_ != 0, 0)) {
+  const int may_record = __atomic_load_n(&shmtrace_may_record_, __ATOMIC_RELAXED);
+  if (__builtin_expect(may_record == 0, 0)) return;
+  if (__builtin_expect(shmtrace_unsampled_depth_ != 0 && may_record == 1, 0)) {
     --shmtrace_unsampled_depth_;
     return;
   }

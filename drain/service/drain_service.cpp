@@ -1,0 +1,389 @@
+#include "service/drain_service.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "alerts/alert_evaluator.hpp"
+#include "alerts/alert_rules.hpp"
+#include "discovery/segment_watcher.hpp"
+#include "metrics/http_exporter.hpp"
+#include "metrics/registry.hpp"
+#include "redact/redactor.hpp"
+#include "service/drain_metrics.hpp"
+#include "store/segment_consumer.hpp"
+#include "store/spill_file.hpp"
+
+namespace shmtrace::drain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// D5: closed (storing), open (spilling until reopen_at), half-open (the next
+// commit is the probe).
+enum class Circuit { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
+
+struct Live {
+  SegmentConsumer consumer;
+  bool gone_before_collect = false;
+  std::uint64_t collected = 0;  // in the current batch
+};
+
+}  // namespace
+
+struct Drain::Impl {
+  DrainOptions options;
+  Log log;
+  Store store;
+  SpillFile spill;
+  Redactor redactor;
+  SegmentWatcher watcher;
+  metrics::Registry registry;
+  DrainMetrics m{registry};
+  std::unique_ptr<metrics::HttpExporter> exporter;
+  std::optional<alerts::Evaluator> alerts;
+
+  std::map<std::string, Live> live;
+  std::set<std::string> waiting;  // headers not yet initialized: retried each cycle
+  DrainTotals totals;
+  std::size_t per_ring;  // adaptive batch size
+  Circuit circuit = Circuit::kClosed;
+  int failures = 0;
+  Clock::time_point reopen_at{};
+  bool spill_full_reported = false;
+  Clock::time_point next_retention{}, next_metrics{};
+  std::uint64_t rows_at_last_metrics = 0;
+  Clock::time_point last_metrics_at = Clock::now();
+
+  Impl(DrainOptions o, Log l, Store s, SpillFile f, Redactor r, SegmentWatcher w)
+      : options(std::move(o)),
+        log(std::move(l)),
+        store(std::move(s)),
+        spill(std::move(f)),
+        redactor(std::move(r)),
+        watcher(std::move(w)),
+        per_ring(std::min<std::size_t>(4096, options.max_per_ring)) {}
+
+  void discover(std::chrono::milliseconds wait);
+  void attach(const std::string& name, std::uint32_t owner);
+  std::expected<bool, std::string> commit(Batch& batch);
+  void housekeeping(bool idle);
+  void publish_metrics();
+  std::expected<void, std::string> write(const Batch& batch);
+};
+
+Drain::Drain(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Drain::~Drain() = default;
+const DrainTotals& Drain::totals() const { return impl_->totals; }
+int Drain::metrics_port() const { return impl_->exporter ? impl_->exporter->port() : -1; }
+bool Drain::circuit_open() const { return impl_->circuit != Circuit::kClosed; }
+
+std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOptions& options, Log log) {
+  auto store = Store::open(options.database, options.store);
+  if (!store) return std::unexpected(store.error().message);
+  auto spill = SpillFile::open(options.spill_path.empty() ? options.database + ".spill" : options.spill_path,
+                               options.spill_max_bytes);
+  if (!spill) return std::unexpected(spill.error());
+  auto redactor = Redactor::create(options.sensitive_names);
+  if (!redactor) return std::unexpected(redactor.error());
+  SegmentWatcherOptions watch;
+  watch.directory = options.shm_directory;
+  watch.rescan_interval = options.rescan;
+  watch.permitted_uids = options.uids;
+  if (watch.permitted_uids.empty()) watch.permitted_uids.push_back(static_cast<std::uint32_t>(::getuid()));
+  auto watcher = SegmentWatcher::open(watch);
+  if (!watcher) return std::unexpected(watcher.error());
+  if (!watcher->inotify_active()) log("inotify unavailable (" + watcher->inotify_error() + "): rescanning only");
+
+  auto impl = std::make_unique<Impl>(options, std::move(log), std::move(*store), std::move(*spill),
+                                     std::move(*redactor), std::move(*watcher));
+  if (options.metrics_port >= 0) {
+    auto exporter = metrics::HttpExporter::start(impl->registry, options.metrics_address, options.metrics_port);
+    if (!exporter) return std::unexpected(exporter.error());
+    impl->exporter = std::move(*exporter);
+  }
+  auto rules = options.alerts_file.empty()
+                   ? std::expected<std::vector<alerts::Rule>, std::string>(
+                         options.default_alerts ? alerts::default_rules() : std::vector<alerts::Rule>{})
+                   : alerts::load_rules(options.alerts_file);
+  if (!rules) return std::unexpected(rules.error());
+  if (!rules->empty()) {
+    auto evaluator = alerts::Evaluator::create(impl->store.handle(), std::move(*rules), impl->log);
+    if (!evaluator) return std::unexpected(evaluator.error());
+    impl->alerts.emplace(std::move(*evaluator));
+  }
+  if (impl->spill.batches() > 0) {
+    impl->log("replaying " + std::to_string(impl->spill.batches()) + " spilled batches from " + impl->spill.path());
+  }
+  return std::unique_ptr<Drain>(new Drain(std::move(impl)));
+}
+
+void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
+  auto segment = reader::Segment::attach(name, reader::Access::kConsume, owner);
+  if (!segment) {
+    // A header still being written is retried; anything else is untrusted.
+    if (segment.error().message.find("not yet initialized") != std::string::npos) {
+      waiting.insert(name);
+      return;
+    }
+    waiting.erase(name);
+    log("skipping " + name + ": " + segment.error().message);
+    m.segments_refused("untrusted").add();
+    ++totals.segments_refused;
+    return;
+  }
+  waiting.erase(name);
+  std::optional<ErrorCursorRow> resume;
+  if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
+  live.emplace(name, Live{SegmentConsumer(std::move(*segment), resume, &redactor)});
+  m.segments_attached.add();
+}
+
+void Drain::Impl::discover(std::chrono::milliseconds wait) {
+  auto found = watcher.wait(wait);
+  if (!found) {
+    log(found.error());
+    return;
+  }
+  for (const SegmentCandidate& c : found->refused) {
+    log("skipping " + c.name + ": owned by uid " + std::to_string(c.owner_uid) + ", not a permitted user");
+    m.segments_refused("owner").add();
+    ++totals.segments_refused;
+  }
+  for (const SegmentCandidate& c : found->found) {
+    if (!live.contains(c.name)) attach(c.name, c.owner_uid);
+  }
+  for (const std::string& name : std::set(waiting)) {
+    if (!live.contains(name)) attach(name, options.uids.empty() ? static_cast<std::uint32_t>(::getuid()) : 0);
+  }
+}
+
+std::expected<void, std::string> Drain::Impl::write(const Batch& batch) {
+  const auto started = Clock::now();
+  auto stored = store.write(batch);
+  m.commit_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
+  if (!stored) return std::unexpected(stored.error().message);
+  totals.rows += stored->rows;
+  m.rows.add(static_cast<double>(stored->rows));
+  return {};
+}
+
+// Stores the batch (or spills it); true when its records may be handed back.
+std::expected<bool, std::string> Drain::Impl::commit(Batch& batch) {
+  const auto now = Clock::now();
+  if (circuit == Circuit::kOpen && now >= reopen_at) circuit = Circuit::kHalfOpen;
+  if (circuit != Circuit::kOpen) {
+    // Spilled batches go first, so the database sees them in order.
+    std::expected<void, std::string> stored;
+    if (spill.batches() > 0) {
+      auto replayed = spill.replay([&](const Batch& b) { return write(b); });
+      if (replayed) {
+        totals.replayed_batches += *replayed;
+        m.replayed_batches.add(static_cast<double>(*replayed));
+        log("replayed " + std::to_string(*replayed) + " spilled batches into the database");
+      } else {
+        stored = std::unexpected(replayed.error());
+      }
+    }
+    if (stored) stored = write(batch);
+    if (stored) {
+      if (circuit == Circuit::kHalfOpen) log("database writable again: circuit closed");
+      circuit = Circuit::kClosed;
+      failures = 0;
+      spill_full_reported = false;
+      ++totals.commits;
+      return true;
+    }
+    ++totals.failed_commits;
+    m.failed_commits.add();
+    if (circuit == Circuit::kHalfOpen || ++failures >= options.circuit_failures) {
+      log("commit failed (" + stored.error() + "): circuit open for " +
+          std::to_string(options.circuit_open.count()) + " ms, spilling to " + spill.path());
+      circuit = Circuit::kOpen;
+      reopen_at = now + options.circuit_open;
+    } else {
+      log("commit failed (" + stored.error() + "), attempt " + std::to_string(failures) + " of " +
+          std::to_string(options.circuit_failures));
+      return false;
+    }
+  }
+  // Open: the spill file keeps the batch durably, so the slots can go back.
+  if (auto spilled = spill.append(batch); !spilled) {
+    if (!spill_full_reported) {
+      log(spilled.error() + ": records stay in shared memory (producers drop and count them when full)");
+      spill_full_reported = true;
+    }
+    m.spill_refusals.add();
+    return false;
+  }
+  ++totals.spilled_batches;
+  m.spilled_batches.add();
+  return true;
+}
+
+std::expected<bool, std::string> Drain::cycle() {
+  Impl& d = *impl_;
+  d.discover(std::chrono::milliseconds(0));
+  Batch batch;
+  std::vector<std::string> finishing;
+  std::size_t full_rings = 0;
+  for (auto it = d.live.begin(); it != d.live.end();) {
+    Live& l = it->second;
+    l.gone_before_collect = l.consumer.image_gone();  // decided before reading: nothing is written after
+    const std::uint64_t before = batch.records;
+    auto collected = l.consumer.collect(batch, d.per_ring);
+    if (!collected) {
+      d.log("skipping " + it->first + ": " + collected.error().message);
+      d.m.segments_refused("unreadable").add();
+      ++d.totals.segments_refused;
+      // Nothing of an untrusted segment is stored, not even what it gave
+      // before the part that failed.
+      std::erase_if(batch.segments, [&](const SegmentRows& s) { return s.process.segment == it->first; });
+      l.consumer.abandon();
+      it = d.live.erase(it);
+      continue;
+    }
+    l.collected = batch.records - before;
+    d.totals.errors += collected->errors;
+    d.m.note_collect(l.consumer, *collected, l.gone_before_collect);
+    if (collected->records >= d.per_ring) ++full_rings;
+    if (l.gone_before_collect && collected->records + collected->errors == 0) {
+      l.consumer.collect_fate(batch);
+      finishing.push_back(it->first);
+    }
+    ++it;
+  }
+  // Adapt the batch: rings that came back full want bigger batches.
+  if (full_rings > 0) {
+    d.per_ring = std::min(d.per_ring * 2, d.options.max_per_ring);
+  } else if (batch.records < d.per_ring / 4) {
+    d.per_ring = std::max<std::size_t>(1024, d.per_ring / 2);
+  }
+  // Segments that had nothing to say cost no transaction.
+  std::erase_if(batch.segments, [](const SegmentRows& s) { return s.row_count() == 0 && !s.cursor; });
+  const bool moved = batch.records > 0 || !batch.empty();
+  if (moved) {
+    auto committed = batch.empty() ? std::expected<bool, std::string>(true) : d.commit(batch);
+    if (!committed) return std::unexpected(committed.error());
+    for (auto& [name, l] : d.live) {
+      if (!*committed) {
+        l.consumer.abandon();
+        continue;
+      }
+      if (auto ok = l.consumer.release(); !ok) d.log(name + ": " + ok.error().message);
+    }
+    if (*committed) {
+      std::int64_t oldest = 0;
+      for (const SegmentRows& s : batch.segments) {
+        for (const SpanRow& r : s.spans) {
+          const std::int64_t end = r.start_ns + r.duration_ns.value_or(0);
+          if (oldest == 0 || end < oldest) oldest = end;
+        }
+      }
+      if (oldest != 0) d.m.lag_seconds.set(static_cast<double>(wall_ns() - oldest) / 1e9);
+      d.totals.records += batch.records;
+      d.m.records.add(static_cast<double>(batch.records));
+      for (const std::string& name : finishing) {
+        Live& l = d.live.at(name);
+        d.m.finish(l.consumer);
+        if (auto ok = l.consumer.unlink(); !ok) d.log(ok.error().message);
+        d.watcher.forget(name);
+        d.live.erase(name);
+        ++d.totals.segments_finished;
+      }
+    }
+  }
+  d.housekeeping(!moved);
+  return moved;
+}
+
+void Drain::Impl::housekeeping(bool idle) {
+  const auto now = Clock::now();
+  if (circuit == Circuit::kClosed && now >= next_retention) {
+    next_retention = now + options.retention_check;
+    const auto started = Clock::now();
+    std::uint64_t partitions = 0, rows = 0;
+    for (int step = 0; step < 64; ++step) {  // bounded: the rest waits for the next check
+      auto expired = store.expire(wall_ns());
+      if (!expired) {
+        log("retention: " + expired.error().message);
+        break;
+      }
+      partitions += expired->partitions_removed + expired->partitions_archived;
+      rows += expired->rows_deleted;
+      if (expired->rows_deleted == 0) break;
+    }
+    m.retention_partitions.add(static_cast<double>(partitions));
+    m.retention_rows.add(static_cast<double>(rows));
+    m.retention_seconds.add(std::chrono::duration<double>(Clock::now() - started).count());
+  }
+  if (circuit == Circuit::kClosed && idle) (void)store.vacuum_step();
+  if (now >= next_metrics) {
+    next_metrics = now + options.metrics_interval;
+    publish_metrics();
+  }
+  if (circuit == Circuit::kClosed && alerts) alerts->tick(wall_ns());
+}
+
+void Drain::Impl::publish_metrics() {
+  const auto now = Clock::now();
+  const double seconds = std::chrono::duration<double>(now - last_metrics_at).count();
+  if (seconds > 0) m.rows_per_second.set(static_cast<double>(totals.rows - rows_at_last_metrics) / seconds);
+  rows_at_last_metrics = totals.rows;
+  last_metrics_at = now;
+  for (auto& [name, l] : live) m.note_producer(l.consumer);
+  m.circuit_state.set(static_cast<double>(circuit));
+  m.database_bytes.set(static_cast<double>(store.database_bytes()));
+  m.spill_bytes.set(static_cast<double>(spill.bytes()));
+  m.segments_live.set(static_cast<double>(live.size()));
+  m.partitions.set(static_cast<double>(store.partition_count()));
+  if (circuit != Circuit::kClosed) return;
+  std::vector<MetricSample> samples;
+  for (const metrics::Registry::Sample& s : registry.snapshot()) {
+    std::string labels;
+    for (const auto& [k, v] : s.labels) labels += (labels.empty() ? "" : ",") + k + "=\"" + v + "\"";
+    samples.push_back({s.name, labels, s.value});
+  }
+  if (auto ok = store.write_metrics(wall_ns(), samples); !ok) log("metrics table: " + ok.error().message);
+}
+
+std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
+  Impl& d = *impl_;
+  while (true) {
+    const bool stopping = stop.load(std::memory_order_relaxed);
+    auto moved = cycle();
+    if (!moved) return std::unexpected(moved.error());
+    if (stopping) {
+      // Flush: cycles until nothing moves, then stop.
+      while (true) {
+        auto more = cycle();
+        if (!more) return std::unexpected(more.error());
+        if (!*more) break;
+      }
+      break;
+    }
+    if (d.options.once && !*moved) {
+      // Done once every segment left belongs to a running process (--once
+      // leaves those in place); gone ones are finished on the next cycle.
+      const bool all_running =
+          std::none_of(d.live.begin(), d.live.end(), [](auto& l) { return l.second.consumer.image_gone(); });
+      if (all_running && d.waiting.empty() && (d.spill.batches() == 0 || d.circuit == Circuit::kOpen)) break;
+      continue;
+    }
+    if (!*moved) d.discover(d.options.idle_wait);
+  }
+  d.publish_metrics();
+  if (d.spill.batches() > 0) {
+    d.log(std::to_string(d.spill.batches()) + " batches remain in " + d.spill.path() + ", replayed on the next start");
+  }
+  return {};
+}
+
+}  // namespace shmtrace::drain

@@ -1,0 +1,145 @@
+// The rows one drain cycle moves into SQLite, grouped per segment (SPEC D2,
+// D3). A batch is built from shared memory by the segment consumers, then
+// either committed to the store in one transaction or, while the store is
+// failing, appended to the spill file and committed later (D5). Rows name
+// their process by segment, not by database key, so a batch can be built and
+// spilled while the database is unreachable.
+#ifndef SHMTRACE_DRAIN_BATCH_HPP
+#define SHMTRACE_DRAIN_BATCH_HPP
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shmtrace::drain {
+
+struct ProcessRow {
+  std::string segment;  // unique across pid reuse and exec
+  std::uint32_t pid = 0;
+  std::uint32_t ppid = 0;
+  std::string exe;
+  std::string cmdline;  // arguments joined by spaces
+  std::int64_t start_ns = 0;
+  std::string trace_id;  // 32 hex digits, "" when none was inherited
+  std::uint64_t parent_span_id = 0;
+};
+
+struct ProcessFate {
+  std::string state;  // exited, crashed, execed, vanished
+  std::int32_t exit_status = 0;
+  std::int64_t end_ns = 0;
+  std::string exec_target;
+};
+
+// One span: begin and end paired in memory when both are in the batch, else
+// the half that is (a begin stores an open row, an end completes it).
+struct SpanRow {
+  std::uint64_t span_id = 0;
+  std::string trace_id;
+  std::uint64_t parent_span_id = 0;
+  std::uint32_t tid = 0;
+  std::string group;
+  std::string name;
+  std::int64_t start_ns = 0;
+  std::optional<std::int64_t> duration_ns;  // absent: not finished (yet)
+  int status = 0;                           // 0 OK, 1 ERR
+  std::uint64_t error_sequence = 0;
+  std::uint64_t code = 0;  // function address (-finstrument-functions)
+};
+
+// Arguments, results, events and counters: one row per record, keyed by the
+// position of the record that carried it.
+struct SpanDataRow {
+  std::uint32_t ring = 0;  // kOverflowRing for the overflow area
+  std::uint64_t position = 0;
+  std::uint64_t span_id = 0;
+  std::string kind;  // arg, result, event, counter
+  std::int64_t ts_ns = 0;
+  std::uint32_t tid = 0;
+  std::string name;
+  std::string value;       // text, or the number printed exactly
+  std::string value_type;  // int, uint, double, bool, string, bytes, repr
+  int flags = 0;           // the record's flags (truncated, masked, ...)
+};
+inline constexpr std::uint32_t kOverflowRing = 0xffffffffu;
+
+// Process and thread lifecycle records, keyed like span data.
+struct ProcessEventRow {
+  std::uint32_t ring = 0;
+  std::uint64_t position = 0;
+  std::string kind;  // process_start, fork, exec, exit, thread_start, thread_end
+  std::int64_t ts_ns = 0;
+  std::uint32_t tid = 0;
+  std::uint64_t span_id = 0;
+  std::string name;  // thread name, exec target
+  std::int64_t value = 0;  // pid, exit status, tid
+  int flags = 0;
+};
+
+// A drop marker: records the producer could not keep (SPEC P4).
+struct GapRow {
+  std::uint32_t ring = 0;
+  std::uint64_t position = 0;
+  std::uint32_t tid = 0;
+  std::int64_t ts_ns = 0;
+  std::uint64_t dropped = 0;
+  std::int64_t first_ns = 0;
+  std::int64_t last_ns = 0;
+};
+
+struct ErrorRow {
+  std::uint64_t sequence = 0;
+  std::int64_t ts_ns = 0;
+  std::string kind;  // explicit, exception, crash, span_error
+  std::uint32_t tid = 0;
+  std::uint64_t span_id = 0;
+  std::string trace_id;
+  std::string group;
+  std::string span_name;
+  std::string type;
+  std::string message;
+  std::string preview;
+  std::uint32_t signal = 0;
+  std::uint64_t fault_address = 0;
+  std::string frames;  // hex addresses separated by spaces
+};
+
+// How far the error area was read (chunk, offset, spill offset), stored in
+// the transaction of the errors it covers.
+struct ErrorCursorRow {
+  std::uint32_t chunk = 0;
+  std::uint32_t offset = 0;
+  std::uint64_t spill_offset = 0;
+};
+
+struct SegmentRows {
+  ProcessRow process;  // identity; inserted on first sight, ignored after
+  std::vector<SpanRow> spans;
+  std::vector<SpanDataRow> span_data;
+  std::vector<ProcessEventRow> events;
+  std::vector<GapRow> gaps;
+  std::vector<ErrorRow> errors;
+  std::optional<ErrorCursorRow> cursor;
+  std::optional<ProcessFate> fate;
+
+  std::size_t row_count() const {
+    return spans.size() + span_data.size() + events.size() + gaps.size() + errors.size() + (fate ? 1 : 0);
+  }
+};
+
+struct Batch {
+  std::vector<SegmentRows> segments;
+  std::uint64_t records = 0;  // shared-memory records it covers (rings + overflow)
+
+  std::size_t row_count() const {
+    std::size_t n = 0;
+    for (const SegmentRows& s : segments) n += s.row_count();
+    return n;
+  }
+  bool empty() const { return segments.empty(); }
+};
+
+}  // namespace shmtrace::drain
+
+#endif

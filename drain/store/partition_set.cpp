@@ -1,0 +1,259 @@
+#include "store/partition_set.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "store/schema.hpp"
+
+namespace shmtrace::drain {
+namespace {
+
+std::int64_t align_down(std::int64_t t, std::int64_t w) { return t >= 0 ? t - t % w : t - (w + t % w) % w; }
+
+std::expected<void, std::string> create_file(const std::string& file) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    std::string e = "cannot create " + file + ": " + sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return std::unexpected(e);
+  }
+  auto ok = sql::exec(db, std::string("PRAGMA journal_mode=WAL;") + schema::kPartitionTables);
+  sqlite3_close(db);
+  if (!ok) return std::unexpected(file + ": " + ok.error());
+  return {};
+}
+
+constexpr const char* kSqliteSuffixes[] = {"", "-wal", "-shm", "-journal"};
+
+// Removes a partition file and what SQLite keeps beside it.
+void remove_files(const std::string& file) {
+  for (const char* suffix : kSqliteSuffixes) ::unlink((file + suffix).c_str());
+}
+
+// Renames them to <file>.expired<suffix>, for the background remover (and,
+// if the drain dies first, for the next start's orphan sweep).
+std::string set_aside(const std::string& file) {
+  const std::string aside = file + ".expired";
+  for (const char* suffix : kSqliteSuffixes) ::rename((file + suffix).c_str(), (aside + suffix).c_str());
+  return aside;
+}
+
+std::expected<void, std::string> move_files(const std::string& file, const std::string& archive_dir) {
+  const std::string base = file.substr(file.rfind('/') + 1);
+  ::mkdir(archive_dir.c_str(), 0700);
+  const std::string target = archive_dir + "/" + base;
+  if (::rename(file.c_str(), target.c_str()) != 0) {
+    return std::unexpected("cannot move " + file + " to " + target + ": " + std::strerror(errno));
+  }
+  remove_files(file);  // a detached WAL database leaves no -wal behind; make sure
+  return {};
+}
+
+}  // namespace
+
+PartitionSet::PartitionSet(sqlite3* db, std::string directory, std::int64_t width_ns, std::int64_t retention_ns)
+    : db_(db), directory_(std::move(directory)), width_ns_(width_ns), retention_ns_(retention_ns) {
+  max_attached_ = static_cast<std::size_t>(std::max(1, sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, -1)));
+}
+
+std::expected<void, std::string> PartitionSet::attach(Partition& p) {
+  p.schema = "p" + std::to_string(p.id);
+  auto st = sql::Statement::prepare(db_, "ATTACH DATABASE ? AS " + p.schema);
+  if (!st) return std::unexpected(st.error());
+  sql::Binder{st->get()}(p.file);
+  if (!sql::step_done(st->get())) return std::unexpected("cannot attach " + p.file + ": " + sqlite3_errmsg(db_));
+  if (auto ok = sql::exec(db_, "PRAGMA " + p.schema + ".synchronous=NORMAL"); !ok) return std::unexpected(ok.error());
+  const std::string columns =
+      " (process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, duration_ns, status, "
+      "error_sequence, code) ";
+  auto complete = sql::Statement::prepare(
+      db_, "INSERT INTO " + p.schema + ".spans" + columns +
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (process_key, span_id) DO UPDATE SET "
+               "duration_ns = excluded.duration_ns, status = excluded.status, "
+               "error_sequence = excluded.error_sequence");
+  // A begin never overwrites what its end already stored.
+  auto open = sql::Statement::prepare(
+      db_, "INSERT OR IGNORE INTO " + p.schema + ".spans" + columns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?)");
+  auto data = sql::Statement::prepare(
+      db_, "INSERT OR IGNORE INTO " + p.schema +
+               ".span_data (process_key, ring, position, span_id, kind, ts_ns, tid, name, value, value_type, flags) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!complete || !open || !data) {
+    return std::unexpected(!complete ? complete.error() : !open ? open.error() : data.error());
+  }
+  p.span_complete = std::move(*complete);
+  p.span_open = std::move(*open);
+  p.span_data = std::move(*data);
+  return {};
+}
+
+std::expected<void, std::string> PartitionSet::load() {
+  if (::mkdir(directory_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return std::unexpected("cannot create " + directory_ + ": " + std::strerror(errno));
+  }
+  auto listed = sql::Statement::prepare(db_, "SELECT partition_id, file, start_ns, end_ns FROM partitions ORDER BY start_ns");
+  if (!listed) return std::unexpected(listed.error());
+  std::vector<std::int64_t> missing;
+  while (sqlite3_step(listed->get()) == SQLITE_ROW) {
+    auto p = std::make_unique<Partition>();
+    p->id = sqlite3_column_int64(listed->get(), 0);
+    p->file = reinterpret_cast<const char*>(sqlite3_column_text(listed->get(), 1));
+    p->start_ns = sqlite3_column_int64(listed->get(), 2);
+    p->end_ns = sqlite3_column_int64(listed->get(), 3);
+    if (::access(p->file.c_str(), F_OK) != 0) {
+      missing.push_back(p->id);
+      continue;
+    }
+    parts_.push_back(std::move(p));
+  }
+  listed->reset();
+  for (std::int64_t id : missing) {
+    (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(id));
+  }
+  for (auto& p : parts_) {
+    if (auto ok = attach(*p); !ok) return ok;
+  }
+  // Files no catalog row names: left by a drain killed between removing the
+  // row and the file.
+  std::set<std::string> known;
+  for (auto& p : parts_) known.insert(p->file);
+  if (DIR* dir = ::opendir(directory_.c_str())) {
+    std::vector<std::string> orphans;
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name.size() > 4 && name[0] == 'p' && name.ends_with(".db") && !known.contains(directory_ + "/" + name)) {
+        orphans.push_back(directory_ + "/" + name);
+      } else if (name[0] == 'p' && name.ends_with(".expired")) {
+        orphans.push_back(directory_ + "/" + name);
+      }
+    }
+    ::closedir(dir);
+    for (const std::string& f : orphans) remove_files(f);
+  }
+  return {};
+}
+
+std::expected<void, std::string> PartitionSet::create(std::int64_t start_ns, std::int64_t end_ns) {
+  auto insert = sql::Statement::prepare(db_, "INSERT INTO partitions (file, start_ns, end_ns) VALUES (?, ?, ?)");
+  if (!insert) return std::unexpected(insert.error());
+  auto p = std::make_unique<Partition>();
+  p->start_ns = start_ns;
+  p->end_ns = end_ns;
+  // The id is only known after the insert; the file is named after it.
+  const std::string pending = directory_ + "/new-" + std::to_string(start_ns) + ".db";
+  sql::Binder{insert->get()}(pending)(start_ns)(end_ns);
+  if (!sql::step_done(insert->get())) return std::unexpected(std::string("cannot add a partition: ") + sqlite3_errmsg(db_));
+  p->id = sqlite3_last_insert_rowid(db_);
+  p->file = directory_ + "/p" + std::to_string(p->id) + ".db";
+  if (auto ok = create_file(p->file); !ok) {
+    (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p->id));
+    return ok;
+  }
+  (void)sql::exec(db_, "UPDATE partitions SET file = '" + p->file + "' WHERE partition_id = " + std::to_string(p->id));
+  if (auto ok = attach(*p); !ok) return ok;
+  const auto at = std::upper_bound(parts_.begin(), parts_.end(), start_ns,
+                                   [](std::int64_t t, const auto& q) { return t < q->start_ns; });
+  parts_.insert(at, std::move(p));
+  return {};
+}
+
+std::expected<void, std::string> PartitionSet::extend_newest(std::int64_t end_ns) {
+  Partition& p = *parts_.back();
+  if (auto ok = sql::exec(db_, "UPDATE partitions SET end_ns = " + std::to_string(end_ns) +
+                                   " WHERE partition_id = " + std::to_string(p.id));
+      !ok) {
+    return ok;
+  }
+  p.end_ns = end_ns;
+  return {};
+}
+
+std::expected<std::uint64_t, std::string> PartitionSet::plan(const std::vector<std::int64_t>& timestamps,
+                                                             std::int64_t now_ns) {
+  std::uint64_t created = 0;
+  for (std::int64_t t : timestamps) {
+    if (!parts_.empty() && t < parts_.front()->start_ns) continue;  // goes to the oldest
+    const auto after = std::upper_bound(parts_.begin(), parts_.end(), t,
+                                        [](std::int64_t v, const auto& q) { return v < q->start_ns; });
+    if (after != parts_.begin() && t < (*std::prev(after))->end_ns) continue;  // inside one
+    // Expired on arrival: kept in the oldest partition rather than a new one
+    // the next expiry would remove at once.
+    if (!parts_.empty() && t < now_ns - retention_ns_) continue;
+    std::int64_t start = align_down(t, width_ns_);
+    std::int64_t end = start + width_ns_;
+    if (after != parts_.begin()) start = std::max(start, (*std::prev(after))->end_ns);
+    if (after != parts_.end()) end = std::min(end, (*after)->start_ns);
+    if (parts_.size() + 1 >= max_attached_) {
+      // SQLite attaches only so many files: widen the newest instead.
+      if (after != parts_.end()) continue;  // a hole between partitions: the one before takes it
+      if (auto ok = extend_newest(end); !ok) return std::unexpected(ok.error());
+      continue;
+    }
+    if (auto ok = create(start, end); !ok) return std::unexpected(ok.error());
+    ++created;
+  }
+  last_ = nullptr;
+  return created;
+}
+
+Partition& PartitionSet::route(std::int64_t t) {
+  if (last_ != nullptr && t >= last_->start_ns && t < last_->end_ns) return *last_;
+  auto after = std::upper_bound(parts_.begin(), parts_.end(), t,
+                                [](std::int64_t v, const auto& q) { return v < q->start_ns; });
+  // Before the oldest: the oldest; in a hole or past the newest: the one before.
+  Partition* p = after == parts_.begin() ? parts_.front().get() : std::prev(after)->get();
+  last_ = p;
+  return *p;
+}
+
+PartitionSet::~PartitionSet() {
+  if (remover_.joinable()) remover_.join();
+}
+
+std::expected<PartitionSet::Expired, std::string> PartitionSet::expire(std::int64_t now_ns,
+                                                                       const std::string& archive_dir) {
+  Expired out;
+  std::vector<std::string> doomed;
+  while (!parts_.empty() && parts_.front()->end_ns <= now_ns - retention_ns_) {
+    Partition& p = *parts_.front();
+    p.span_complete.reset();
+    p.span_open.reset();
+    p.span_data.reset();
+    // An archived partition must be whole in its own file: fold its WAL in
+    // first (the connection does not checkpoint what it detaches).
+    if (!archive_dir.empty()) (void)sql::exec(db_, "PRAGMA " + p.schema + ".wal_checkpoint(TRUNCATE)");
+    if (auto ok = sql::exec(db_, "DETACH DATABASE " + p.schema); !ok) {
+      return std::unexpected("cannot detach " + p.file + ": " + ok.error());
+    }
+    if (auto ok = sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p.id)); !ok) {
+      (void)attach(p);
+      return std::unexpected(ok.error());
+    }
+    const std::string file = p.file;
+    parts_.erase(parts_.begin());
+    last_ = nullptr;
+    if (!archive_dir.empty()) {
+      // A file that cannot be moved stays where it is until the next start.
+      if (auto ok = move_files(file, archive_dir); !ok) return std::unexpected(ok.error());
+      ++out.archived;
+    } else {
+      doomed.push_back(set_aside(file));
+      ++out.removed;
+    }
+  }
+  if (!doomed.empty()) {
+    if (remover_.joinable()) remover_.join();  // the previous expiry's files, long gone by now
+    remover_ = std::thread([doomed = std::move(doomed)] {
+      for (const std::string& f : doomed) remove_files(f);
+    });
+  }
+  return out;
+}
+
+}  // namespace shmtrace::drain

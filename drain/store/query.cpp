@@ -1,0 +1,84 @@
+#include "store/query.hpp"
+
+#include <sqlite3.h>
+
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "store/sqlite_util.hpp"
+
+namespace shmtrace::drain {
+namespace {
+
+constexpr const char* kSpanColumns =
+    "process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, duration_ns, status, "
+    "error_sequence, code";
+constexpr const char* kSpanDataColumns =
+    "process_key, ring, position, span_id, kind, ts_ns, tid, name, value, value_type, flags";
+
+std::string quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+std::expected<std::string, std::string> query_views_sql(sqlite3* db, bool read_only) {
+  auto listed = sql::Statement::prepare(db, "SELECT partition_id, file FROM partitions ORDER BY start_ns");
+  if (!listed) return std::unexpected("not a shmtrace database (no partitions table): " + listed.error());
+  std::vector<std::string> schemas;
+  std::string text;
+  while (sqlite3_step(listed->get()) == SQLITE_ROW) {
+    const std::string schema = "p" + std::to_string(sqlite3_column_int64(listed->get(), 0));
+    const std::string file = reinterpret_cast<const char*>(sqlite3_column_text(listed->get(), 1));
+    text += "ATTACH DATABASE " + quoted(read_only ? "file:" + file + "?mode=ro" : file) + " AS " + schema + ";\n";
+    schemas.push_back(schema);
+  }
+  // Version-1 rows first, then each partition in time order.
+  struct View {
+    const char* name;
+    const char* columns;
+    const char* legacy;  // version-1 rows of the same shape, "" when none
+  };
+  for (const View& v : {View{"spans", kSpanColumns, "main.v1_spans"}, View{"span_data", kSpanDataColumns, ""}}) {
+    const char* view = v.name;
+    const char* columns = v.columns;
+    const char* legacy = v.legacy;
+    text += std::string("CREATE TEMP VIEW ") + view + " AS ";
+    std::string arms;
+    if (*legacy != '\0') arms = std::string("SELECT ") + columns + " FROM " + legacy;
+    for (const std::string& s : schemas) {
+      arms += (arms.empty() ? "" : " UNION ALL ") + std::string("SELECT ") + columns + " FROM " + s + "." + view;
+    }
+    if (arms.empty()) {
+      // No partition yet: an empty view with the right columns.
+      arms = "SELECT 0 AS process_key, 0 AS ring, 0 AS position, 0 AS span_id, '' AS kind, 0 AS ts_ns, 0 AS tid, "
+             "'' AS name, '' AS value, '' AS value_type, 0 AS flags WHERE 0";
+    }
+    text += arms + ";\n";
+  }
+  return text;
+}
+
+std::expected<QueryDatabase, std::string> QueryDatabase::open(const std::string& path) {
+  QueryDatabase q;
+  if (sqlite3_open_v2(path.c_str(), &q.db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr) != SQLITE_OK) {
+    return std::unexpected("cannot open " + path + ": " + sqlite3_errmsg(q.db_));
+  }
+  sqlite3_busy_timeout(q.db_, 5000);
+  auto views = query_views_sql(q.db_, true);
+  if (!views) return std::unexpected(path + ": " + views.error());
+  if (auto ok = sql::exec(q.db_, *views); !ok) return std::unexpected(path + ": " + ok.error());
+  return q;
+}
+
+QueryDatabase::QueryDatabase(QueryDatabase&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+QueryDatabase& QueryDatabase::operator=(QueryDatabase&& o) noexcept {
+  std::swap(db_, o.db_);
+  return *this;
+}
+QueryDatabase::~QueryDatabase() { sqlite3_close(db_); }
+
+}  // namespace shmtrace::drain

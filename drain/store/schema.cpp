@@ -1,0 +1,108 @@
+#include "store/schema.hpp"
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "alerts/alert_evaluator.hpp"
+
+namespace shmtrace::drain::schema {
+namespace {
+
+constexpr std::array<const char*, 2> kMigrations = {
+    // Version 1: everything in one file.
+    R"sql(
+    CREATE TABLE processes (
+      process_key INTEGER PRIMARY KEY,
+      segment TEXT NOT NULL UNIQUE,
+      pid INTEGER NOT NULL, ppid INTEGER NOT NULL,
+      exe TEXT NOT NULL, cmdline TEXT NOT NULL,
+      start_ns INTEGER NOT NULL, end_ns INTEGER,
+      state TEXT NOT NULL DEFAULT 'running', exit_status INTEGER, exec_target TEXT,
+      trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL);
+    CREATE INDEX processes_by_ppid ON processes (ppid);
+    CREATE TABLE spans (
+      process_key INTEGER NOT NULL, span_id INTEGER NOT NULL,
+      trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL, tid INTEGER NOT NULL,
+      grp TEXT NOT NULL, name TEXT NOT NULL,
+      start_ns INTEGER NOT NULL, duration_ns INTEGER,
+      status INTEGER NOT NULL, error_sequence INTEGER NOT NULL, code INTEGER NOT NULL,
+      PRIMARY KEY (process_key, span_id));
+    CREATE INDEX spans_by_start ON spans (start_ns);
+    CREATE TABLE records (
+      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, position INTEGER NOT NULL,
+      kind TEXT NOT NULL, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
+      name TEXT NOT NULL, value TEXT NOT NULL, value_type TEXT NOT NULL,
+      aux INTEGER NOT NULL, flags INTEGER NOT NULL,
+      PRIMARY KEY (process_key, ring, position));
+    CREATE TABLE errors (
+      process_key INTEGER NOT NULL, sequence INTEGER NOT NULL,
+      ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
+      trace_id TEXT NOT NULL, grp TEXT NOT NULL, span_name TEXT NOT NULL,
+      type TEXT NOT NULL, message TEXT NOT NULL, preview TEXT NOT NULL,
+      signal INTEGER NOT NULL, fault_address INTEGER NOT NULL, frames TEXT NOT NULL,
+      PRIMARY KEY (process_key, sequence));
+    CREATE TABLE error_cursors (
+      process_key INTEGER PRIMARY KEY, chunk INTEGER NOT NULL, offset INTEGER NOT NULL,
+      spill_offset INTEGER NOT NULL);
+    )sql",
+    // Version 2: spans and span data move to time partitions (their version-1
+    // rows stay readable as v1_spans and v1_records); lifecycle records, drop
+    // gaps, metrics history and fired alerts get tables of their own.
+    R"sql(
+    ALTER TABLE spans RENAME TO v1_spans;
+    ALTER TABLE records RENAME TO v1_records;
+    CREATE INDEX errors_by_time ON errors (ts_ns);
+    CREATE INDEX processes_by_end ON processes (end_ns);
+    CREATE TABLE process_events (
+      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, position INTEGER NOT NULL,
+      kind TEXT NOT NULL, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
+      name TEXT NOT NULL, value INTEGER NOT NULL, flags INTEGER NOT NULL,
+      PRIMARY KEY (process_key, ring, position)) WITHOUT ROWID;
+    CREATE INDEX process_events_by_time ON process_events (ts_ns);
+    CREATE TABLE gaps (
+      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, position INTEGER NOT NULL,
+      tid INTEGER NOT NULL, ts_ns INTEGER NOT NULL, dropped INTEGER NOT NULL,
+      first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,
+      PRIMARY KEY (process_key, ring, position)) WITHOUT ROWID;
+    CREATE INDEX gaps_by_time ON gaps (ts_ns);
+    CREATE TABLE partitions (
+      partition_id INTEGER PRIMARY KEY, file TEXT NOT NULL UNIQUE,
+      start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL);
+    CREATE TABLE metrics (
+      ts_ns INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL);
+    CREATE INDEX metrics_by_time ON metrics (ts_ns, name);
+    )sql",
+};
+
+}  // namespace
+
+const std::vector<std::string>& main_migrations() {
+  // The alerts table's text belongs to the alert evaluator, which reads it.
+  static const std::vector<std::string> migrations = {kMigrations[0],
+                                                      std::string(kMigrations[1]) + alerts::kAlertsTableSql};
+  return migrations;
+}
+
+// Spans are keyed by (process, span id): a begin and its end meet in one row
+// whatever batches they came in. The start-time index grows at its end (rows
+// arrive in time order); span data is keyed by record position, also in
+// order per ring.
+const char* const kPartitionTables = R"sql(
+    CREATE TABLE IF NOT EXISTS spans (
+      process_key INTEGER NOT NULL, span_id INTEGER NOT NULL,
+      trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL, tid INTEGER NOT NULL,
+      grp TEXT NOT NULL, name TEXT NOT NULL,
+      start_ns INTEGER NOT NULL, duration_ns INTEGER,
+      status INTEGER NOT NULL, error_sequence INTEGER NOT NULL, code INTEGER NOT NULL,
+      PRIMARY KEY (process_key, span_id)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+    CREATE TABLE IF NOT EXISTS span_data (
+      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, position INTEGER NOT NULL,
+      span_id INTEGER NOT NULL, kind TEXT NOT NULL, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL,
+      name TEXT NOT NULL, value TEXT NOT NULL, value_type TEXT NOT NULL, flags INTEGER NOT NULL,
+      PRIMARY KEY (process_key, ring, position)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS span_data_by_span ON span_data (process_key, span_id);
+)sql";
+
+}  // namespace shmtrace::drain::schema

@@ -1,0 +1,60 @@
+// The spill file (SPEC D5): while the database fails, committed-to-disk
+// batches go here so the producers' slots can be handed back; when the
+// database returns, replay() stores them in order and empties the file.
+//
+// Format: a sequence of frames [magic u32][length u32][FNV-1a 64 of the
+// payload][payload], the payload a serialized Batch. A frame is durable once
+// append() returns (fdatasync). A torn frame at the end (the drain died in
+// the middle of an append) is cut off at open: its records were never handed
+// back, so shared memory still holds them. Replaying twice is harmless: the
+// store's inserts are idempotent.
+#ifndef SHMTRACE_DRAIN_SPILL_FILE_HPP
+#define SHMTRACE_DRAIN_SPILL_FILE_HPP
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "store/batch.hpp"
+
+namespace shmtrace::drain {
+
+// Batch <-> bytes (exposed for the tests).
+std::vector<std::uint8_t> serialize(const Batch& batch);
+std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::size_t size);
+
+class SpillFile {
+ public:
+  static std::expected<SpillFile, std::string> open(const std::string& path, std::uint64_t max_bytes);
+  SpillFile(SpillFile&& o) noexcept;
+  SpillFile& operator=(SpillFile&& o) noexcept;
+  SpillFile(const SpillFile&) = delete;
+  SpillFile& operator=(const SpillFile&) = delete;
+  ~SpillFile();
+
+  // Appends a batch durably. Fails, writing nothing, when the file would
+  // grow past max_bytes or the disk refuses.
+  std::expected<void, std::string> append(const Batch& batch);
+  // Hands every batch to store, in order; stops at the first failure (the
+  // file keeps everything). Empties the file once all are stored.
+  std::expected<std::uint64_t, std::string> replay(
+      const std::function<std::expected<void, std::string>(const Batch&)>& store);
+
+  std::uint64_t bytes() const { return size_; }
+  std::uint64_t batches() const { return batches_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  SpillFile() = default;
+  int fd_ = -1;
+  std::string path_;
+  std::uint64_t max_bytes_ = 0;
+  std::uint64_t size_ = 0;
+  std::uint64_t batches_ = 0;
+};
+
+}  // namespace shmtrace::drain
+
+#endif
