@@ -8,7 +8,9 @@
 #include <functional>
 #include <string>
 
+#include "config.hpp"
 #include "reader/reader.hpp"
+#include "segment_layout.hpp"
 #include "support/segment_builder.hpp"
 
 namespace shmtrace {
@@ -76,6 +78,33 @@ TEST(StatsBuckets, SlotLayout) {
   // 96 sites + "other" with the default ring stay under 2 MiB per thread.
   EXPECT_LE(sizeof(abi::RingControl) + 16384 * sizeof(abi::Record) + 97 * sizeof(abi::StatsSlot), 2u << 20);
   EXPECT_EQ(offsetof(abi::RingControl, stats_used), 192u);
+}
+
+// ---------------------------------------------------------------------------
+// Configuration and layout: SHMTRACE_STATS_SITES
+// ---------------------------------------------------------------------------
+runtime::Config config_with(const char* sites, std::vector<std::string>& problems) {
+  return runtime::parse_config(
+      [sites](const char* name) { return std::string(name) == "SHMTRACE_STATS_SITES" ? sites : nullptr; },
+      problems);
+}
+
+TEST(StatsConfig, SitesVariableSizesTheTable) {
+  std::vector<std::string> problems;
+  EXPECT_EQ(config_with(nullptr, problems).stats_sites, 96u);
+  EXPECT_EQ(config_with("8", problems).stats_sites, 8u);
+  EXPECT_EQ(config_with("0", problems).stats_sites, 0u);
+  EXPECT_EQ(config_with("4096", problems).stats_sites, 4096u);
+  EXPECT_TRUE(problems.empty());
+  EXPECT_EQ(config_with("4097", problems).stats_sites, 96u);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], "SHMTRACE_STATS_SITES=4097: expected an integer from 0 to 4096; using default 96");
+
+  runtime::Config c;
+  c.stats_sites = 8;
+  EXPECT_EQ(runtime::compute_layout(c).ring_stats_bytes, 9u * sizeof(abi::StatsSlot));
+  c.stats_sites = 0;
+  EXPECT_EQ(runtime::compute_layout(c).ring_stats_bytes, 0u);
 }
 
 // ---------------------------------------------------------------------------

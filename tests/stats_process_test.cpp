@@ -33,24 +33,6 @@ std::vector<std::vector<std::string>> lines_of(const std::string& out) {
   return lines;
 }
 
-// Another engineer's drain (a shmtrace-drain process, e.g. of
-// drain_process_test) consumes and removes every segment on the machine, ours
-// included. Statistics survive that (a drain only reads them); records and
-// whole segments may not, so tests that need them skip those checks when one
-// ran beside them.
-bool drain_running() {
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return false;
-  bool found = false;
-  while (dirent* e = ::readdir(proc)) {
-    std::ifstream comm(std::string("/proc/") + e->d_name + "/comm");
-    std::string name;
-    if (comm && std::getline(comm, name) && name == "shmtrace-drain") found = true;
-  }
-  ::closedir(proc);
-  return found;
-}
-
 // Whether a consumer other than us took records from the segment.
 bool consumed_by_another(const reader::Segment& s) {
   for (std::uint32_t r = 0; r < s.ring_count(); ++r) {
@@ -59,12 +41,6 @@ bool consumed_by_another(const reader::Segment& s) {
   }
   return false;
 }
-
-#define SKIP_IF_SEGMENT_TAKEN(f)                                                                          \
-  do {                                                                                                    \
-    if (!(f).segment.has_value() && drain_running()) GTEST_SKIP() << "a drain beside the tests took the segment"; \
-    ASSERT_TRUE((f).segment.has_value());                                                                 \
-  } while (0)
 
 // A finished program's segment, removed at scope exit.
 struct Finished {
@@ -198,11 +174,11 @@ TEST(StatsProcess, CountsExactWhileATinyRingDropsAlmostEverything) {
   Finished f = run_program("st_stats_threads", {"4", "3000"},
                            {{"SHMTRACE_RING_RECORDS", "64"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"}});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   StatsByThread stats;
   expect_exact_counts(f, stats);
 
-  if (consumed_by_another(*f.segment)) GTEST_SKIP() << "a drain beside the tests consumed the records";
+  ASSERT_FALSE(consumed_by_another(*f.segment)) << "another consumer took records: did a drain run beside the test?";
   // Accounting (abi.hpp): every record a thread tried to write is stored in
   // its ring, stored in the overflow area, or dropped; a thread wrote
   // ThreadStart, a begin and an end per call, ThreadEnd, and drop markers.
@@ -229,10 +205,10 @@ TEST(StatsProcess, CountsExactWhileATinyRingDropsAlmostEverything) {
 TEST(StatsProcess, CountsExactAtSampleRateOnePercent) {
   Finished f = run_program("st_stats_threads", {"4", "3000"}, {{"SHMTRACE_SAMPLE_RATE", "0.01"}});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   StatsByThread stats;
   expect_exact_counts(f, stats);
-  if (consumed_by_another(*f.segment)) GTEST_SKIP() << "a drain beside the tests consumed the records";
+  ASSERT_FALSE(consumed_by_another(*f.segment)) << "another consumer took records: did a drain run beside the test?";
   // The recorded spans are the kept traces only: a few percent of the calls.
   std::uint64_t recorded = 0;
   std::uint64_t calls = 0;
@@ -250,7 +226,7 @@ TEST(StatsProcess, CountsExactAtSampleRateOnePercent) {
 TEST(StatsProcess, ApiSpanPercentilesMatchWhatTheProgramMeasured) {
   Finished f = run_program("st_stats_api", {"busy", "200"}, {});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   auto stats = f.segment->call_site_stats();
   ASSERT_TRUE(stats) << stats.error().message;
   std::map<std::string, reader::CallSiteStats> by_name;
@@ -293,7 +269,7 @@ TEST(StatsProcess, FullTableGoesToOtherAndRingReuseAccumulates) {
   Finished f = run_program("st_stats_api", {"sites", std::to_string(kNames), std::to_string(kThreads)},
                            {{"SHMTRACE_STATS_SITES", std::to_string(kSites)}});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   EXPECT_EQ(f.segment->header().ring_stats_bytes, (kSites + 1) * sizeof(abi::StatsSlot));
   // What each thread did (st_stats_api.cpp): name i, i + 1 calls, every
   // 3rd call of the thread with status ERR.
@@ -350,12 +326,12 @@ TEST(StatsProcess, FullTableGoesToOtherAndRingReuseAccumulates) {
 TEST(StatsProcess, StatisticsOffLeavesNoTable) {
   Finished f = run_program("st_stats_api", {"sites", "3", "1"}, {{"SHMTRACE_STATS_SITES", "0"}});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   EXPECT_EQ(f.segment->header().ring_stats_bytes, 0u);
   auto stats = f.segment->call_site_stats();
   ASSERT_TRUE(stats);
   EXPECT_TRUE(stats->empty());
-  if (consumed_by_another(*f.segment)) GTEST_SKIP() << "a drain beside the tests consumed the records";
+  ASSERT_FALSE(consumed_by_another(*f.segment)) << "another consumer took records: did a drain run beside the test?";
   std::uint64_t ends = 0;
   for (const auto& d : ring_records(*f.segment)) ends += d.kind == RecordKind::kSpanEnd;
   EXPECT_EQ(ends, 6u);  // 1 + 2 + 3 spans, recorded as before
@@ -371,7 +347,7 @@ TEST(StatsProcess, LongjmpClosesSkippedFramesAndDeepRecursionIsWhole) {
   for (int d : dives) args.push_back(std::to_string(d));
   Finished f = run_program("st_longjmp", args, {{"SHMTRACE_RING_RECORDS", "131072"}, {"SHMTRACE_MAX_THREADS", "4"}});
   ASSERT_EQ(f.result.exit_code, 0) << f.result.err;
-  SKIP_IF_SEGMENT_TAKEN(f);
+  ASSERT_TRUE(f.segment.has_value()) << "the segment is gone: did a drain run beside the test?";
   const auto functions = functions_of(f.result.out);
   std::map<std::string, std::uint64_t> counts;
   std::vector<double> settle_ns;
@@ -409,7 +385,7 @@ TEST(StatsProcess, LongjmpClosesSkippedFramesAndDeepRecursionIsWhole) {
 
   // Records: every span of the run is in the ring.
   const std::vector<reader::DecodedRecord> records = ring_records(*f.segment);
-  if (consumed_by_another(*f.segment)) GTEST_SKIP() << "a drain beside the tests consumed the records";
+  ASSERT_FALSE(consumed_by_another(*f.segment)) << "another consumer took records: did a drain run beside the test?";
   std::map<std::uint64_t, std::uint64_t> code_of;    // span id -> function address
   std::map<std::uint64_t, std::uint64_t> parent_of;  // span id -> parent span id
   std::vector<std::uint64_t> recurse_spans;          // in begin order

@@ -255,6 +255,13 @@ class Segment {
   // drain_pid) that producers under the block policy wait on.
   void heartbeat();
 
+  // kConsume only: makes this process the segment's one consumer. Refused
+  // (false) while another live process is the consumer and its heartbeat is
+  // younger than stale_after_ns: two drains on one segment would move each
+  // other's tails. The claim is a compare-and-swap of drain_pid, so two
+  // drains attaching at once cannot both win.
+  bool claim_consumer(std::uint64_t stale_after_ns);
+
   // Removes the segment object, its error chunks and its spill file.
   Result<void> unlink() const;
 

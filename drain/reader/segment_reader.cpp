@@ -1,12 +1,15 @@
 // Segment: attaching, the validated header, live fields, interned strings,
 // the consumer heartbeat and removal. Rings and overflow are in
 // ring_reader.cpp and overflow_reader.cpp, errors in error_reader.cpp.
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include <atomic>
 
 #include "reader/segment_impl.hpp"
 
@@ -222,6 +225,30 @@ Result<std::uint8_t> Segment::string_flags(std::uint32_t id) const {
   auto found = lookup_string(*impl_, id);
   if (!found) return std::unexpected(found.error());
   return found->flags;
+}
+
+bool Segment::claim_consumer(std::uint64_t stale_after_ns) {
+  if (impl_->access != Access::kConsume) return false;
+  auto* live = impl_->live_header();
+  const auto me = static_cast<std::uint32_t>(::getpid());
+  // Acquire: pairs with the other consumer's release of its heartbeat.
+  std::uint32_t holder = abi::atomic_load(live->drain_pid, std::memory_order_acquire);
+  if (holder != 0 && holder != me && ::kill(static_cast<pid_t>(holder), 0) == 0) {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    const std::uint64_t ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
+                             static_cast<std::uint64_t>(now.tv_nsec);
+    const std::uint64_t beat = abi::atomic_load(live->drain_heartbeat_ns, std::memory_order_acquire);
+    if (beat + stale_after_ns > ns) return false;  // alive and working
+  }
+  // Relaxed is enough for the claim itself: the heartbeat that follows
+  // publishes with release.
+  if (!std::atomic_ref<std::uint32_t>(live->drain_pid)
+           .compare_exchange_strong(holder, me, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return holder == me;
+  }
+  heartbeat();
+  return true;
 }
 
 void Segment::heartbeat() {

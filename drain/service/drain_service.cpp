@@ -28,6 +28,9 @@ std::int64_t wall_ns() {
 
 // D5: closed (storing), open (spilling until reopen_at), half-open (the next
 // commit is the probe).
+// A consumer whose heartbeat is older than this is taken to have stopped.
+constexpr std::uint64_t kConsumerStaleNs = 2'000'000'000;
+
 enum class Circuit { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 
 struct Live {
@@ -51,7 +54,9 @@ struct Drain::Impl {
   std::optional<alerts::Evaluator> alerts;
 
   std::map<std::string, Live> live;
-  std::set<std::string> waiting;  // headers not yet initialized: retried each cycle
+  std::set<std::string> waiting;  // not yet initialized, or consumed by another drain: retried each cycle
+  std::set<std::string> busy_reported;
+  Clock::time_point next_waiting_retry{};
   DrainTotals totals;
   std::size_t per_ring;  // adaptive batch size
   Circuit circuit = Circuit::kClosed;
@@ -134,12 +139,24 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
       return;
     }
     waiting.erase(name);
+    busy_reported.erase(name);
+    if (segment.error().message.find("No such file") != std::string::npos) return;  // gone meanwhile
     log("skipping " + name + ": " + segment.error().message);
     m.segments_refused("untrusted").add();
     ++totals.segments_refused;
     return;
   }
+  if (!segment->claim_consumer(kConsumerStaleNs)) {
+    // Another drain (on another database) is consuming it: leave it to that
+    // one, and take over if it stops.
+    waiting.insert(name);
+    if (busy_reported.insert(name).second) {
+      log("leaving " + name + " to the other drain already consuming it");
+    }
+    return;
+  }
   waiting.erase(name);
+  busy_reported.erase(name);
   std::optional<ErrorCursorRow> resume;
   if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
   live.emplace(name, Live{SegmentConsumer(std::move(*segment), resume, &redactor)});
@@ -160,6 +177,9 @@ void Drain::Impl::discover(std::chrono::milliseconds wait) {
   for (const SegmentCandidate& c : found->found) {
     if (!live.contains(c.name)) attach(c.name, c.owner_uid);
   }
+  // Waiting segments are retried every 100 ms, not every cycle.
+  if (waiting.empty() || Clock::now() < next_waiting_retry) return;
+  next_waiting_retry = Clock::now() + std::chrono::milliseconds(100);
   for (const std::string& name : std::set(waiting)) {
     if (!live.contains(name)) attach(name, options.uids.empty() ? static_cast<std::uint32_t>(::getuid()) : 0);
   }
@@ -374,7 +394,10 @@ std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
       // leaves those in place); gone ones are finished on the next cycle.
       const bool all_running =
           std::none_of(d.live.begin(), d.live.end(), [](auto& l) { return l.second.consumer.image_gone(); });
-      if (all_running && d.waiting.empty() && (d.spill.batches() == 0 || d.circuit == Circuit::kOpen)) break;
+      // Segments another drain consumes are left to it.
+      const bool none_waiting = std::all_of(d.waiting.begin(), d.waiting.end(),
+                                            [&](const std::string& n) { return d.busy_reported.contains(n); });
+      if (all_running && none_waiting && (d.spill.batches() == 0 || d.circuit == Circuit::kOpen)) break;
       continue;
     }
     if (!*moved) d.discover(d.options.idle_wait);

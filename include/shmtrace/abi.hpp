@@ -156,7 +156,8 @@
 //          thread's next end, or to the thread's exit (the exiting thread's
 //          at process exit): the histogram may lag the other fields by one
 //          call per thread, and a thread still running when its process
-//          crashes or execs leaves its last bump out.
+//          exits (other than the one calling exit), crashes or execs
+//          leaves its last bump out.
 //   a frame closed without its own end (a longjmp or an end of an outer
 //   span skipped it): unfinished += 1 (release); no duration.
 // consumer: loads stats_used (acquire, pairs with the producer's release);
