@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <filesystem>
@@ -128,6 +129,20 @@ void make_sample() {
     }
     g_sample.records += batch.records;
   }
+  // A span whose begin and end fell in two batches is there twice (open,
+  // then completed): keep its completed row, as the store's upsert does.
+  auto& spans = g_sample.segments[0].spans;
+  std::stable_sort(spans.begin(), spans.end(), [](const auto& a, const auto& b) { return a.span_id < b.span_id; });
+  std::vector<drain::SpanRow> unique;
+  for (auto& r : spans) {
+    if (!unique.empty() && unique.back().span_id == r.span_id) {
+      unique.back() = std::move(r);
+    } else {
+      unique.push_back(std::move(r));
+    }
+  }
+  std::sort(unique.begin(), unique.end(), [](const auto& a, const auto& b) { return a.start_ns < b.start_ns; });
+  spans = std::move(unique);
 }
 
 // New span ids each iteration, so every insert is a new row, as in the drain.

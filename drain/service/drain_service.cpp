@@ -28,6 +28,10 @@ std::int64_t wall_ns() {
 
 // D5: closed (storing), open (spilling until reopen_at), half-open (the next
 // commit is the probe).
+// Records one batch takes at most (all segments together): it bounds the
+// drain's memory (rows are ~200 bytes each) and a transaction's length.
+constexpr std::uint64_t kMaxBatchRecords = 32768;
+
 // A consumer whose heartbeat is older than this is taken to have stopped.
 constexpr std::uint64_t kConsumerStaleNs = 2'000'000'000;
 
@@ -57,6 +61,8 @@ struct Drain::Impl {
   std::set<std::string> waiting;  // not yet initialized, or consumed by another drain: retried each cycle
   std::set<std::string> busy_reported;
   Clock::time_point next_waiting_retry{};
+  std::string resume_after;
+  std::map<std::string, Clock::time_point> first_attempt;  // segments still being created  // the segment the last cycle's collection ended with
   DrainTotals totals;
   std::size_t per_ring;  // adaptive batch size
   Circuit circuit = Circuit::kClosed;
@@ -133,11 +139,17 @@ std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOpti
 void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   auto segment = reader::Segment::attach(name, reader::Access::kConsume, owner);
   if (!segment) {
-    // A header still being written is retried; anything else is untrusted.
-    if (segment.error().message.find("not yet initialized") != std::string::npos) {
+    // A segment still being created (empty, or its header not yet written)
+    // is retried for a while before it counts as untrusted.
+    const std::string& why = segment.error().message;
+    const bool young = why.find("not yet initialized") != std::string::npos ||
+                       why.find("smaller than the minimum") != std::string::npos;
+    const auto first_seen = first_attempt.try_emplace(name, Clock::now()).first->second;
+    if (young && Clock::now() - first_seen < std::chrono::seconds(2)) {
       waiting.insert(name);
       return;
     }
+    first_attempt.erase(name);
     waiting.erase(name);
     busy_reported.erase(name);
     if (segment.error().message.find("No such file") != std::string::npos) return;  // gone meanwhile
@@ -157,6 +169,7 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   }
   waiting.erase(name);
   busy_reported.erase(name);
+  first_attempt.erase(name);
   std::optional<ErrorCursorRow> resume;
   if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
   live.emplace(name, Live{SegmentConsumer(std::move(*segment), resume, &redactor)});
@@ -254,11 +267,20 @@ std::expected<bool, std::string> Drain::cycle() {
   Batch batch;
   std::vector<std::string> finishing;
   std::size_t full_rings = 0;
-  for (auto it = d.live.begin(); it != d.live.end();) {
+  // Segments in turn from where the last cycle stopped, until the batch is
+  // full: bounded memory, and no segment starves behind busy ones.
+  std::vector<std::string> order;
+  order.reserve(d.live.size());
+  for (auto at = d.live.upper_bound(d.resume_after); at != d.live.end(); ++at) order.push_back(at->first);
+  for (auto at = d.live.begin(); at != d.live.end() && at->first <= d.resume_after; ++at) order.push_back(at->first);
+  for (const std::string& name : order) {
+    if (batch.records >= kMaxBatchRecords) break;
+    auto it = d.live.find(name);
+    d.resume_after = name;
     Live& l = it->second;
     l.gone_before_collect = l.consumer.image_gone();  // decided before reading: nothing is written after
     const std::uint64_t before = batch.records;
-    auto collected = l.consumer.collect(batch, d.per_ring);
+    auto collected = l.consumer.collect(batch, std::min<std::size_t>(d.per_ring, kMaxBatchRecords - batch.records));
     if (!collected) {
       d.log("skipping " + it->first + ": " + collected.error().message);
       d.m.segments_refused("unreadable").add();
@@ -267,7 +289,7 @@ std::expected<bool, std::string> Drain::cycle() {
       // before the part that failed.
       std::erase_if(batch.segments, [&](const SegmentRows& s) { return s.process.segment == it->first; });
       l.consumer.abandon();
-      it = d.live.erase(it);
+      d.live.erase(it);
       continue;
     }
     l.collected = batch.records - before;
@@ -278,7 +300,6 @@ std::expected<bool, std::string> Drain::cycle() {
       l.consumer.collect_fate(batch);
       finishing.push_back(it->first);
     }
-    ++it;
   }
   // Adapt the batch: rings that came back full want bigger batches.
   if (full_rings > 0) {

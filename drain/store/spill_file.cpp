@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 namespace shmtrace::drain {
@@ -168,6 +169,28 @@ void get_optional(Reader& r, std::optional<Row>& v) {
   fields(in, *v);
 }
 
+// The payload of the frame at `at`, checked (magic, length within the file,
+// checksum); nothing when the frame is torn or corrupt.
+std::optional<std::vector<std::uint8_t>> read_frame(int fd, std::uint64_t at, std::uint64_t file_size) {
+  std::uint8_t header[kFrameHeader];
+  if (at + kFrameHeader > file_size ||
+      ::pread(fd, header, sizeof header, static_cast<off_t>(at)) != static_cast<ssize_t>(sizeof header)) {
+    return std::nullopt;
+  }
+  std::uint32_t magic = 0, length = 0;
+  std::uint64_t sum = 0;
+  std::memcpy(&magic, header, 4);
+  std::memcpy(&length, header + 4, 4);
+  std::memcpy(&sum, header + 8, 8);
+  if (magic != kFrameMagic || length > file_size - at - kFrameHeader) return std::nullopt;
+  std::vector<std::uint8_t> payload(length);
+  if (::pread(fd, payload.data(), length, static_cast<off_t>(at + kFrameHeader)) != static_cast<ssize_t>(length) ||
+      fnv1a(payload.data(), length) != sum) {
+    return std::nullopt;
+  }
+  return payload;
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> serialize(const Batch& batch) {
@@ -215,22 +238,14 @@ std::expected<SpillFile, std::string> SpillFile::open(const std::string& path, s
   f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (f.fd_ < 0) return std::unexpected("cannot open spill file " + path + ": " + std::strerror(errno));
   // Walk the frames; cut a torn or corrupt tail.
+  struct stat st {};
+  if (::fstat(f.fd_, &st) != 0) return std::unexpected("cannot stat spill file " + path + ": " + std::strerror(errno));
+  const auto file_size = static_cast<std::uint64_t>(st.st_size);
   std::uint64_t at = 0;
-  while (true) {
-    std::uint8_t header[kFrameHeader];
-    if (::pread(f.fd_, header, sizeof header, static_cast<off_t>(at)) != static_cast<ssize_t>(sizeof header)) break;
-    std::uint32_t magic = 0, length = 0;
-    std::uint64_t sum = 0;
-    std::memcpy(&magic, header, 4);
-    std::memcpy(&length, header + 4, 4);
-    std::memcpy(&sum, header + 8, 8);
-    if (magic != kFrameMagic) break;
-    std::vector<std::uint8_t> payload(length);
-    if (::pread(f.fd_, payload.data(), length, static_cast<off_t>(at + kFrameHeader)) != static_cast<ssize_t>(length) ||
-        fnv1a(payload.data(), length) != sum) {
-      break;
-    }
-    at += kFrameHeader + length;
+  while (at + kFrameHeader <= file_size) {
+    const auto payload = read_frame(f.fd_, at, file_size);
+    if (!payload) break;
+    at += kFrameHeader + payload->size();
     ++f.batches_;
   }
   if (::ftruncate(f.fd_, static_cast<off_t>(at)) != 0) {
@@ -296,20 +311,12 @@ std::expected<std::uint64_t, std::string> SpillFile::replay(
     const std::function<std::expected<void, std::string>(const Batch&)>& store) {
   std::uint64_t at = 0, replayed = 0;
   while (at < size_) {
-    std::uint8_t header[kFrameHeader];
-    if (::pread(fd_, header, sizeof header, static_cast<off_t>(at)) != static_cast<ssize_t>(sizeof header)) {
-      return std::unexpected("cannot read spill file " + path_ + ": " + std::strerror(errno));
-    }
-    std::uint32_t length = 0;
-    std::memcpy(&length, header + 4, 4);
-    std::vector<std::uint8_t> payload(length);
-    if (::pread(fd_, payload.data(), length, static_cast<off_t>(at + kFrameHeader)) != static_cast<ssize_t>(length)) {
-      return std::unexpected("cannot read spill file " + path_ + ": " + std::strerror(errno));
-    }
-    auto batch = deserialize(payload.data(), payload.size());
+    const auto payload = read_frame(fd_, at, size_);
+    if (!payload) return std::unexpected("cannot read spill file " + path_ + " at offset " + std::to_string(at));
+    auto batch = deserialize(payload->data(), payload->size());
     if (!batch) return std::unexpected(path_ + ": " + batch.error());
     if (auto ok = store(*batch); !ok) return std::unexpected(ok.error());
-    at += kFrameHeader + length;
+    at += kFrameHeader + payload->size();
     ++replayed;
   }
   if (::ftruncate(fd_, 0) != 0 || ::fdatasync(fd_) != 0) {
