@@ -131,6 +131,13 @@ class CollectingReporter : public benchmark::ConsoleReporter {
   std::vector<std::string> errors_;
 };
 
+// A figure's items per second (its median), 0 when it did not run.
+inline double rate(const Figure* f) {
+  if (f == nullptr) return 0;
+  const auto it = f->counters.find("items_per_second");
+  return it == f->counters.end() ? 0 : it->second;
+}
+
 // The calling thread's ring in `segment` (after it wrote a record), or
 // kNoRing.
 inline std::uint32_t ring_of_tid(const reader::Segment& segment, std::uint32_t tid) {

@@ -37,6 +37,7 @@ namespace {
 namespace reader = shmtrace::reader;
 namespace drain = shmtrace::drain;
 using shmtrace::bench::Figure;
+using shmtrace::bench::rate;
 
 constexpr std::uint64_t kSpansPerIteration = 50'000;  // 100,000 records: a quarter of the ring below
 constexpr std::uint32_t kRingRecords = 1u << 19;
@@ -220,12 +221,6 @@ void BM_SqliteCeiling(benchmark::State& state) {
   sqlite3_finalize(insert);
   sqlite3_close(db);
   state.SetItemsProcessed(static_cast<std::int64_t>(records));
-}
-
-double rate(const Figure* f) {
-  if (f == nullptr) return 0;
-  const auto it = f->counters.find("items_per_second");
-  return it == f->counters.end() ? 0 : it->second;
 }
 
 }  // namespace

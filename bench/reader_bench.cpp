@@ -31,6 +31,7 @@ namespace {
 namespace abi = shmtrace::abi;
 namespace reader = shmtrace::reader;
 using shmtrace::bench::Figure;
+using shmtrace::bench::rate;
 
 constexpr std::size_t kBatch = 4096;
 constexpr std::uint64_t kProducerChunk = 1024;
@@ -201,12 +202,6 @@ void BM_Memcpy(benchmark::State& state) {
     records += kBatch;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(records));
-}
-
-double rate(const Figure* f) {
-  if (f == nullptr) return 0;
-  const auto it = f->counters.find("items_per_second");
-  return it == f->counters.end() ? 0 : it->second;
 }
 
 }  // namespace

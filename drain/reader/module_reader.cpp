@@ -5,23 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "reader/hex.hpp"
 #include "reader/segment_impl.hpp"
 
 namespace shmtrace::reader {
-namespace {
-
-std::string to_hex(const std::uint8_t* bytes, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[bytes[i] >> 4];
-    out += kDigits[bytes[i] & 0xf];
-  }
-  return out;
-}
-
-}  // namespace
 
 Result<std::vector<ModuleRecord>> Segment::modules() const {
   const detail::SegmentState& impl = *impl_;

@@ -37,11 +37,6 @@ constexpr std::uint64_t kConsumerStaleNs = 2'000'000'000;
 
 enum class Circuit { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 
-struct Live {
-  SegmentConsumer consumer;
-  bool gone_before_collect = false;
-  std::uint64_t collected = 0;  // in the current batch
-};
 
 }  // namespace
 
@@ -57,7 +52,7 @@ struct Drain::Impl {
   std::unique_ptr<metrics::HttpExporter> exporter;
   std::optional<alerts::Evaluator> alerts;
 
-  std::map<std::string, Live> live;
+  std::map<std::string, SegmentConsumer> live;
   std::set<std::string> waiting;  // not yet initialized, or consumed by another drain: retried each cycle
   std::set<std::string> busy_reported;
   Clock::time_point next_waiting_retry{};
@@ -172,7 +167,7 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   first_attempt.erase(name);
   std::optional<ErrorCursorRow> resume;
   if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
-  live.emplace(name, Live{SegmentConsumer(std::move(*segment), resume, &redactor)});
+  live.emplace(name, SegmentConsumer(std::move(*segment), resume, &redactor));
   m.segments_attached.add();
 }
 
@@ -277,10 +272,9 @@ std::expected<bool, std::string> Drain::cycle() {
     if (batch.records >= kMaxBatchRecords) break;
     auto it = d.live.find(name);
     d.resume_after = name;
-    Live& l = it->second;
-    l.gone_before_collect = l.consumer.image_gone();  // decided before reading: nothing is written after
-    const std::uint64_t before = batch.records;
-    auto collected = l.consumer.collect(batch, std::min<std::size_t>(d.per_ring, kMaxBatchRecords - batch.records));
+    SegmentConsumer& c = it->second;
+    const bool gone = c.image_gone();  // decided before reading: nothing is written after
+    auto collected = c.collect(batch, std::min<std::size_t>(d.per_ring, kMaxBatchRecords - batch.records));
     if (!collected) {
       d.log("skipping " + it->first + ": " + collected.error().message);
       d.m.segments_refused("unreadable").add();
@@ -288,16 +282,15 @@ std::expected<bool, std::string> Drain::cycle() {
       // Nothing of an untrusted segment is stored, not even what it gave
       // before the part that failed.
       std::erase_if(batch.segments, [&](const SegmentRows& s) { return s.process.segment == it->first; });
-      l.consumer.abandon();
+      c.abandon();
       d.live.erase(it);
       continue;
     }
-    l.collected = batch.records - before;
     d.totals.errors += collected->errors;
-    d.m.note_collect(l.consumer, *collected, l.gone_before_collect);
+    d.m.note_collect(c, *collected, gone);
     if (collected->records >= d.per_ring) ++full_rings;
-    if (l.gone_before_collect && collected->records + collected->errors == 0) {
-      l.consumer.collect_fate(batch);
+    if (gone && collected->records + collected->errors == 0) {
+      c.collect_fate(batch);
       finishing.push_back(it->first);
     }
   }
@@ -313,12 +306,12 @@ std::expected<bool, std::string> Drain::cycle() {
   if (moved) {
     auto committed = batch.empty() ? std::expected<bool, std::string>(true) : d.commit(batch);
     if (!committed) return std::unexpected(committed.error());
-    for (auto& [name, l] : d.live) {
+    for (auto& [name, c] : d.live) {
       if (!*committed) {
-        l.consumer.abandon();
+        c.abandon();
         continue;
       }
-      if (auto ok = l.consumer.release(); !ok) d.log(name + ": " + ok.error().message);
+      if (auto ok = c.release(); !ok) d.log(name + ": " + ok.error().message);
     }
     if (*committed) {
       std::int64_t oldest = 0;
@@ -332,9 +325,9 @@ std::expected<bool, std::string> Drain::cycle() {
       d.totals.records += batch.records;
       d.m.records.add(static_cast<double>(batch.records));
       for (const std::string& name : finishing) {
-        Live& l = d.live.at(name);
-        d.m.finish(l.consumer);
-        if (auto ok = l.consumer.unlink(); !ok) d.log(ok.error().message);
+        SegmentConsumer& c = d.live.at(name);
+        d.m.finish(c);
+        if (auto ok = c.unlink(); !ok) d.log(ok.error().message);
         d.watcher.forget(name);
         d.live.erase(name);
         ++d.totals.segments_finished;
@@ -379,7 +372,7 @@ void Drain::Impl::publish_metrics() {
   if (seconds > 0) m.rows_per_second.set(static_cast<double>(totals.rows - rows_at_last_metrics) / seconds);
   rows_at_last_metrics = totals.rows;
   last_metrics_at = now;
-  for (auto& [name, l] : live) m.note_producer(l.consumer);
+  for (auto& [name, c] : live) m.note_producer(c);
   m.circuit_state.set(static_cast<double>(circuit));
   m.database_bytes.set(static_cast<double>(store.database_bytes()));
   m.spill_bytes.set(static_cast<double>(spill.bytes()));
@@ -414,7 +407,7 @@ std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
       // Done once every segment left belongs to a running process (--once
       // leaves those in place); gone ones are finished on the next cycle.
       const bool all_running =
-          std::none_of(d.live.begin(), d.live.end(), [](auto& l) { return l.second.consumer.image_gone(); });
+          std::none_of(d.live.begin(), d.live.end(), [](auto& l) { return l.second.image_gone(); });
       // Segments another drain consumes are left to it.
       const bool none_waiting = std::all_of(d.waiting.begin(), d.waiting.end(),
                                             [&](const std::string& n) { return d.busy_reported.contains(n); });

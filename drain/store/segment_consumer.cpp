@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "reader/hex.hpp"
 #include "redact/redactor.hpp"
 
 namespace shmtrace::drain {
@@ -15,17 +16,12 @@ namespace {
 
 using abi::RecordKind;
 
+// An id as hex, "" when it is all zero (no trace).
 std::string hex(const std::uint8_t* bytes, std::size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  bool any = false;
-  for (std::size_t i = 0; i < n; ++i) any |= bytes[i] != 0;
-  if (!any) return out;
   for (std::size_t i = 0; i < n; ++i) {
-    out += kDigits[bytes[i] >> 4];
-    out += kDigits[bytes[i] & 15];
+    if (bytes[i] != 0) return reader::to_hex(bytes, n);
   }
-  return out;
+  return {};
 }
 
 std::string text_of(const reader::Segment& s, std::uint32_t id) {

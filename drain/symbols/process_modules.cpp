@@ -8,22 +8,13 @@
 
 #include <cstring>
 
+#include "reader/hex.hpp"
+
 namespace shmtrace::symbols {
 namespace {
 
 constexpr std::size_t align_up(std::size_t value, std::size_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
-}
-
-std::string hex(const unsigned char* bytes, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[bytes[i] >> 4];
-    out += kDigits[bytes[i] & 0xf];
-  }
-  return out;
 }
 
 // NT_GNU_BUILD_ID in one mapped PT_NOTE segment, or "". Each note is an
@@ -40,7 +31,7 @@ std::string build_id_in_notes(const unsigned char* notes, std::size_t size, std:
     if (desc_at > size || note.n_descsz > size - desc_at) break;
     if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 &&
         std::memcmp(notes + name_at, "GNU", 4) == 0) {
-      return hex(notes + desc_at, note.n_descsz);
+      return reader::to_hex(notes + desc_at, note.n_descsz);
     }
     at = desc_at + align_up(note.n_descsz, alignment);
     if (at > size) break;
