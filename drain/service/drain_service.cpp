@@ -53,7 +53,9 @@ struct Drain::Impl {
   std::optional<alerts::Evaluator> alerts;
 
   std::map<std::string, SegmentConsumer> live;
-  std::set<std::string> waiting;  // not yet initialized, or consumed by another drain: retried each cycle
+  // Not yet initialized, or consumed by another drain: retried, as the owner
+  // discovery saw, every 100 ms.
+  std::map<std::string, std::uint32_t> waiting;
   std::set<std::string> busy_reported;
   Clock::time_point next_waiting_retry{};
   std::string resume_after;
@@ -141,7 +143,7 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
                        why.find("smaller than the minimum") != std::string::npos;
     const auto first_seen = first_attempt.try_emplace(name, Clock::now()).first->second;
     if (young && Clock::now() - first_seen < std::chrono::seconds(2)) {
-      waiting.insert(name);
+      waiting[name] = owner;
       return;
     }
     first_attempt.erase(name);
@@ -156,7 +158,7 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   if (!segment->claim_consumer(kConsumerStaleNs)) {
     // Another drain (on another database) is consuming it: leave it to that
     // one, and take over if it stops.
-    waiting.insert(name);
+    waiting[name] = owner;
     if (busy_reported.insert(name).second) {
       log("leaving " + name + " to the other drain already consuming it");
     }
@@ -188,8 +190,8 @@ void Drain::Impl::discover(std::chrono::milliseconds wait) {
   // Waiting segments are retried every 100 ms, not every cycle.
   if (waiting.empty() || Clock::now() < next_waiting_retry) return;
   next_waiting_retry = Clock::now() + std::chrono::milliseconds(100);
-  for (const std::string& name : std::set(waiting)) {
-    if (!live.contains(name)) attach(name, options.uids.empty() ? static_cast<std::uint32_t>(::getuid()) : 0);
+  for (const auto& [name, owner] : std::map(waiting)) {
+    if (!live.contains(name)) attach(name, owner);
   }
 }
 
@@ -410,7 +412,7 @@ std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
           std::none_of(d.live.begin(), d.live.end(), [](auto& l) { return l.second.image_gone(); });
       // Segments another drain consumes are left to it.
       const bool none_waiting = std::all_of(d.waiting.begin(), d.waiting.end(),
-                                            [&](const std::string& n) { return d.busy_reported.contains(n); });
+                                            [&](const auto& w) { return d.busy_reported.contains(w.first); });
       if (all_running && none_waiting && (d.spill.batches() == 0 || d.circuit == Circuit::kOpen)) break;
       continue;
     }
