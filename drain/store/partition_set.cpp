@@ -155,7 +155,10 @@ std::expected<void, std::string> PartitionSet::create(std::int64_t start_ns, std
     (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p->id));
     return ok;
   }
-  (void)sql::exec(db_, "UPDATE partitions SET file = '" + p->file + "' WHERE partition_id = " + std::to_string(p->id));
+  if (auto named = sql::Statement::prepare(db_, "UPDATE partitions SET file = ? WHERE partition_id = ?")) {
+    sql::Binder{named->get()}(p->file)(p->id);
+    (void)sql::step_done(named->get());
+  }
   if (auto ok = attach(*p); !ok) return ok;
   const auto at = std::upper_bound(parts_.begin(), parts_.end(), start_ns,
                                    [](std::int64_t t, const auto& q) { return t < q->start_ns; });

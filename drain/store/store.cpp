@@ -99,7 +99,10 @@ struct Store::Impl {
 
   StoreResult<std::int64_t> key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh);
   StoreResult<void> write_segment(const SegmentRows& rows, std::map<std::string, std::int64_t>& fresh);
-  StoreResult<std::uint64_t> delete_expired(const char* table, const char* time_column, std::int64_t cutoff);
+  // Deletes one slice (kExpiryStepRows) of table's rows older than cutoff;
+  // key names a row: rowid, or a WITHOUT ROWID table's primary key columns.
+  StoreResult<std::uint64_t> delete_expired(const char* table, const char* key, const char* time_column,
+                                            std::int64_t cutoff);
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -240,11 +243,11 @@ StoreResult<WriteStats> Store::write(const Batch& batch) {
     for (const SpanRow& r : s.spans) times.push_back(r.start_ns);
     for (const SpanDataRow& r : s.span_data) times.push_back(r.ts_ns);
   }
-  if (!times.empty() || impl_->partitions->size() == 0) {
-    if (times.empty()) times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
-    auto planned = impl_->partitions->plan(times, times.back());
+  if (!times.empty()) {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    auto planned = impl_->partitions->plan(times, now);
     if (!planned) return std::unexpected(StoreError{"partitions: " + planned.error()});
     stats.partitions_created = *planned;
   }
@@ -280,10 +283,10 @@ StoreResult<std::optional<ErrorCursorRow>> Store::error_cursor(const std::string
   return out;
 }
 
-StoreResult<std::uint64_t> Store::Impl::delete_expired(const char* table, const char* time_column,
+StoreResult<std::uint64_t> Store::Impl::delete_expired(const char* table, const char* key, const char* time_column,
                                                       std::int64_t cutoff) {
-  const std::string text = std::string("DELETE FROM ") + table + " WHERE rowid IN (SELECT rowid FROM " + table +
-                           " WHERE " + time_column + " < " + std::to_string(cutoff) + " LIMIT " +
+  const std::string text = std::string("DELETE FROM ") + table + " WHERE (" + key + ") IN (SELECT " + key + " FROM " +
+                           table + " WHERE " + time_column + " < " + std::to_string(cutoff) + " LIMIT " +
                            std::to_string(kExpiryStepRows) + ")";
   if (auto ok = sql::exec(db, text); !ok) return std::unexpected(StoreError{std::string(table) + ": " + ok.error()});
   return static_cast<std::uint64_t>(sqlite3_changes(db));
@@ -296,31 +299,31 @@ StoreResult<ExpiryStats> Store::expire(std::int64_t now_ns) {
   out.partitions_removed = parts->removed;
   out.partitions_archived = parts->archived;
   const std::int64_t cutoff = now_ns - impl_->options.retention.count() * 1'000'000'000LL;
-  // WITHOUT ROWID tables are deleted by key range instead.
-  for (auto [table, column] : {std::pair{"errors", "ts_ns"}, std::pair{"metrics", "ts_ns"},
-                               std::pair{"alerts", "fired_ns"}}) {
-    auto n = impl_->delete_expired(table, column, cutoff);
+  // A process goes once it ended before every partition that could hold its
+  // spans; its error cursor with it.
+  const std::int64_t process_cutoff =
+      impl_->partitions->size() > 0 ? std::min(cutoff, impl_->partitions->oldest_start_ns()) : cutoff;
+  if (auto ok = sql::exec(impl_->db, "DELETE FROM error_cursors WHERE process_key IN (SELECT process_key FROM "
+                                     "processes WHERE end_ns < " + std::to_string(process_cutoff) + ")");
+      !ok) {
+    return std::unexpected(StoreError{"error_cursors: " + ok.error()});
+  }
+  constexpr const char* kPosition = "process_key, ring, position";
+  struct Expiring {
+    const char* table;
+    const char* key;
+    const char* time_column;
+    std::int64_t cutoff;
+  };
+  for (const Expiring& e : {Expiring{"errors", "rowid", "ts_ns", cutoff}, Expiring{"metrics", "rowid", "ts_ns", cutoff},
+                            Expiring{"alerts", "rowid", "fired_ns", cutoff},
+                            Expiring{"process_events", kPosition, "ts_ns", cutoff},
+                            Expiring{"gaps", kPosition, "ts_ns", cutoff},
+                            Expiring{"processes", "rowid", "end_ns", process_cutoff}}) {
+    auto n = impl_->delete_expired(e.table, e.key, e.time_column, e.cutoff);
     if (!n) return std::unexpected(n.error());
     out.rows_deleted += *n;
   }
-  for (const char* table : {"process_events", "gaps"}) {
-    const std::string text = std::string("DELETE FROM ") + table + " WHERE (process_key, ring, position) IN (SELECT " +
-                             "process_key, ring, position FROM " + table + " WHERE ts_ns < " + std::to_string(cutoff) +
-                             " LIMIT " + std::to_string(kExpiryStepRows) + ")";
-    if (auto ok = sql::exec(impl_->db, text); !ok) return std::unexpected(StoreError{std::string(table) + ": " + ok.error()});
-    out.rows_deleted += static_cast<std::uint64_t>(sqlite3_changes(impl_->db));
-  }
-  // A process goes once it ended before every partition that could hold its
-  // spans; its cursor with it.
-  const std::int64_t process_cutoff =
-      impl_->partitions->size() > 0 ? std::min(cutoff, impl_->partitions->oldest_start_ns()) : cutoff;
-  const std::string processes =
-      "DELETE FROM error_cursors WHERE process_key IN (SELECT process_key FROM processes WHERE end_ns < " +
-      std::to_string(process_cutoff) + ");" +
-      "DELETE FROM processes WHERE rowid IN (SELECT rowid FROM processes WHERE end_ns < " +
-      std::to_string(process_cutoff) + " LIMIT " + std::to_string(kExpiryStepRows) + ")";
-  if (auto ok = sql::exec(impl_->db, processes); !ok) return std::unexpected(StoreError{"processes: " + ok.error()});
-  out.rows_deleted += static_cast<std::uint64_t>(sqlite3_changes(impl_->db));
   return out;
 }
 
