@@ -42,6 +42,12 @@ foreach(_shmtrace_tool IN ITEMS shmtrace-demo shmtrace-dump shmtrace-drain shmtr
   endif()
 endforeach()
 
+# The SQL functions over call-site statistics, loadable into the sqlite3 shell
+# or any SQLite program (`.load <libdir>/libshmtrace_sqlite`).
+if(TARGET shmtrace_sqlite)
+  install(TARGETS shmtrace_sqlite LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT shmtrace_runtime)
+endif()
+
 # CMake package: shmtraceConfig.cmake, its version file and the targets file.
 # The build tree gets the same three files, so a consumer can also point
 # shmtrace_DIR at an uninstalled build.

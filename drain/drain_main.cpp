@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   app.allow_config_extras(false);
   DrainOptions o;
   long long retention_ms = 6 * 3600 * 1000LL, partition_ms = 0, circuit_ms = 30'000, retention_check_ms = 60'000,
-            metrics_interval_ms = 5'000, idle_ms = 2, rescan_ms = 1'000;
+            metrics_interval_ms = 5'000, stats_interval_ms = 1'000, idle_ms = 2, rescan_ms = 1'000;
   std::uint64_t spill_max_mb = 256;
   bool print_views = false;
   auto duration = CLI::Validator(parse_duration, "DURATION");
@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--metrics-address", o.metrics_address, "address of the metrics endpoint (default 127.0.0.1)");
   app.add_option("--metrics-interval", metrics_interval_ms, "how often metrics go into the metrics table (default 5s)")
+      ->transform(duration);
+  app.add_option("--stats-interval", stats_interval_ms,
+                 "interval of the call-site statistics rows (call_stats; default 1s, and at process end)")
       ->transform(duration);
   app.add_option("--alerts", o.alerts_file, "alert rules (TOML; see README)")->check(CLI::ExistingFile);
   app.add_flag("!--no-default-alerts", o.default_alerts, "without --alerts: no rule at all (default: crashes and "
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   o.circuit_open = std::chrono::milliseconds(circuit_ms);
   o.retention_check = std::chrono::milliseconds(std::min(retention_check_ms, 60'000LL));
   o.metrics_interval = std::chrono::milliseconds(std::max(100LL, metrics_interval_ms));
+  o.stats_interval = std::chrono::milliseconds(std::max(10LL, stats_interval_ms));
   o.spill_max_bytes = spill_max_mb << 20;
 
   struct sigaction stop {};

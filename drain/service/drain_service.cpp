@@ -169,7 +169,7 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   first_attempt.erase(name);
   std::optional<ErrorCursorRow> resume;
   if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
-  live.emplace(name, SegmentConsumer(std::move(*segment), resume, &redactor));
+  live.emplace(name, SegmentConsumer(std::move(*segment), resume, &redactor, options.stats_interval));
   m.segments_attached.add();
 }
 
@@ -292,7 +292,9 @@ std::expected<bool, std::string> Drain::cycle() {
     d.m.note_collect(c, *collected, gone);
     if (collected->records >= d.per_ring) ++full_rings;
     if (gone && collected->records + collected->errors == 0) {
-      c.collect_fate(batch);
+      if (auto ok = c.collect_fate(batch); !ok) {
+        d.log("skipping the statistics of " + it->first + ": " + ok.error().message);
+      }
       finishing.push_back(it->first);
     }
   }

@@ -45,6 +45,7 @@ struct DrainOptions {
   std::chrono::milliseconds circuit_open{30'000};
   std::chrono::milliseconds retention_check{60'000};
   std::chrono::milliseconds metrics_interval{5'000};  // into the metrics table
+  std::chrono::milliseconds stats_interval{1'000};    // call-site statistics snapshots (P13)
   std::string metrics_address = "127.0.0.1";
   int metrics_port = -1;                   // -1: no HTTP endpoint; 0: any free port
   std::string alerts_file;                 // "" = the default rule only

@@ -113,6 +113,29 @@ struct ErrorCursorRow {
   std::uint64_t spill_offset = 0;
 };
 
+// A call site's cumulative statistics (P13) as read from one ring's table at
+// one moment. The store turns consecutive snapshots of a slot into
+// per-interval rows: the interval's figures are this snapshot minus the one
+// stored before it, so a snapshot stored twice (a drain killed after its
+// commit, a spill replayed) adds nothing the second time.
+struct CallStatsSnapshot {
+  std::uint32_t ring = 0;
+  std::uint32_t slot = 0;
+  std::uint32_t tid = 0;   // the last thread that used the slot
+  std::string kind;        // name, code, other
+  std::string name;        // span name or resolved function; "(other)"
+  std::uint64_t code = 0;  // the function's address (kind code)
+  std::int64_t ts_ns = 0;  // when it was read (wall clock)
+  std::uint64_t calls = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t unfinished = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t total_ticks = 0;
+  std::uint64_t min_ticks = 0;
+  std::uint64_t max_ticks = 0;
+  std::string histogram;  // store/histogram_blob.hpp layout, with the clock
+};
+
 struct SegmentRows {
   ProcessRow process;  // identity; inserted on first sight, ignored after
   std::vector<SpanRow> spans;
@@ -120,11 +143,13 @@ struct SegmentRows {
   std::vector<ProcessEventRow> events;
   std::vector<GapRow> gaps;
   std::vector<ErrorRow> errors;
+  std::vector<CallStatsSnapshot> call_stats;
   std::optional<ErrorCursorRow> cursor;
   std::optional<ProcessFate> fate;
 
   std::size_t row_count() const {
-    return spans.size() + span_data.size() + events.size() + gaps.size() + errors.size() + (fate ? 1 : 0);
+    return spans.size() + span_data.size() + events.size() + gaps.size() + errors.size() + call_stats.size() +
+           (fate ? 1 : 0);
   }
 };
 

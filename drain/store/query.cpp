@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "store/sqlite_util.hpp"
+#include "store/stats_sql.hpp"
 
 namespace shmtrace::drain {
 namespace {
@@ -68,6 +69,7 @@ std::expected<QueryDatabase, std::string> QueryDatabase::open(const std::string&
     return std::unexpected("cannot open " + path + ": " + sqlite3_errmsg(q.db_));
   }
   sqlite3_busy_timeout(q.db_, 5000);
+  if (register_stats_functions(q.db_) != SQLITE_OK) return std::unexpected(path + ": " + sqlite3_errmsg(q.db_));
   auto views = query_views_sql(q.db_, true);
   if (!views) return std::unexpected(path + ": " + views.error());
   if (auto ok = sql::exec(q.db_, *views); !ok) return std::unexpected(path + ": " + ok.error());

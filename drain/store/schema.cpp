@@ -9,7 +9,7 @@
 namespace shmtrace::drain::schema {
 namespace {
 
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     // Version 1: everything in one file.
     R"sql(
     CREATE TABLE processes (
@@ -73,14 +73,46 @@ constexpr std::array<const char*, 2> kMigrations = {
       ts_ns INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL);
     CREATE INDEX metrics_by_time ON metrics (ts_ns, name);
     )sql",
+    // Version 3: call-site statistics (P13). call_sites holds each slot's
+    // cumulative figures as of its last stored interval (the base of the next
+    // interval's difference); call_stats one row per slot and interval.
+    // function_stats sums them per function (shmtrace_quantile is registered
+    // by the drain library and the libshmtrace_sqlite extension).
+    R"sql(
+    CREATE TABLE call_sites (
+      site_key INTEGER PRIMARY KEY,
+      process_key INTEGER NOT NULL, ring INTEGER NOT NULL, slot INTEGER NOT NULL,
+      kind TEXT NOT NULL, name TEXT NOT NULL, code INTEGER NOT NULL,
+      last_ns INTEGER NOT NULL,
+      calls INTEGER NOT NULL, errors INTEGER NOT NULL, unfinished INTEGER NOT NULL,
+      completed INTEGER NOT NULL, total_ticks INTEGER NOT NULL,
+      min_ticks INTEGER NOT NULL, max_ticks INTEGER NOT NULL, histogram BLOB NOT NULL,
+      UNIQUE (process_key, ring, slot));
+    CREATE TABLE call_stats (
+      site_key INTEGER NOT NULL, end_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL,
+      process_key INTEGER NOT NULL, tid INTEGER NOT NULL, name TEXT NOT NULL,
+      calls INTEGER NOT NULL, errors INTEGER NOT NULL, unfinished INTEGER NOT NULL,
+      completed INTEGER NOT NULL, total_ns REAL NOT NULL, min_ns REAL, max_ns REAL,
+      histogram BLOB NOT NULL,
+      PRIMARY KEY (site_key, end_ns)) WITHOUT ROWID;
+    CREATE INDEX call_stats_by_time ON call_stats (end_ns);
+    CREATE INDEX call_stats_by_name ON call_stats (name, end_ns);
+    CREATE VIEW function_stats AS
+      SELECT name, sum(calls) AS calls, sum(errors) AS errors, sum(unfinished) AS unfinished,
+             sum(completed) AS completed, sum(total_ns) / nullif(sum(completed), 0) AS mean_ns,
+             min(min_ns) AS min_ns, shmtrace_quantile(histogram, 0.5) AS p50_ns,
+             shmtrace_quantile(histogram, 0.95) AS p95_ns, shmtrace_quantile(histogram, 0.99) AS p99_ns,
+             max(max_ns) AS max_ns, min(start_ns) AS first_ns, max(end_ns) AS last_ns
+      FROM call_stats GROUP BY name;
+    )sql",
 };
 
 }  // namespace
 
 const std::vector<std::string>& main_migrations() {
   // The alerts table's text belongs to the alert evaluator, which reads it.
-  static const std::vector<std::string> migrations = {kMigrations[0],
-                                                      std::string(kMigrations[1]) + alerts::kAlertsTableSql};
+  static const std::vector<std::string> migrations = {
+      kMigrations[0], std::string(kMigrations[1]) + alerts::kAlertsTableSql, kMigrations[2]};
   return migrations;
 }
 

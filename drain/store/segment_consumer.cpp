@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "reader/hex.hpp"
+#include "store/histogram_blob.hpp"
 #include "redact/redactor.hpp"
 
 namespace shmtrace::drain {
@@ -277,8 +278,8 @@ ProcessRow process_row(const reader::Segment& segment) {
 }  // namespace
 
 SegmentConsumer::SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume,
-                                 const Redactor* redactor)
-    : segment_(std::move(segment)), redactor_(redactor) {
+                                 const Redactor* redactor, std::chrono::milliseconds stats_interval)
+    : segment_(std::move(segment)), redactor_(redactor), stats_interval_(stats_interval) {
   if (resume) cursor_ = reader::ErrorCursor{resume->chunk, resume->offset, resume->spill_offset};
   process_ = process_row(segment_);
   const abi::SegmentHeader& h = segment_.header();
@@ -369,6 +370,10 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   }
   stats.records += overflow->entries.size();
   if (!overflow->entries.empty()) pending_overflow_ = std::move(*overflow);
+  if (const auto now = std::chrono::steady_clock::now(); now >= next_stats_) {
+    next_stats_ = now + stats_interval_;
+    if (auto ok = snapshot_stats(rows); !ok) return std::unexpected(ok.error());
+  }
   stats.unknown_kinds = decode_stats.unknown_kinds;
   stats.broken_values = decode_stats.broken_continuations;
   batch.records += stats.records;
@@ -383,6 +388,8 @@ reader::Result<void> SegmentConsumer::release() {
     if (auto ok = segment_.commit_ring(ring, end); !ok) return ok;
   }
   pending_rings_.clear();
+  for (const auto& [site, figures] : stats_pending_) stats_committed_[site] = figures;
+  stats_pending_.clear();
   if (pending_overflow_) {
     auto ok = segment_.commit_overflow(*pending_overflow_);
     pending_overflow_.reset();
@@ -393,6 +400,7 @@ reader::Result<void> SegmentConsumer::release() {
 
 void SegmentConsumer::abandon() {
   pending_cursor_.reset();
+  stats_pending_.clear();
   pending_rings_.clear();
   pending_overflow_.reset();
 }
@@ -401,20 +409,80 @@ const std::string& SegmentConsumer::name_of(std::uint32_t id) {
   auto known = names_.find(id);
   if (known != names_.end()) return known->second;
   std::string name = text_of(segment_, id);
-  if (name.rfind("@0x", 0) == 0) {
-    if (!resolver_) {
-      std::vector<symbols::Module> modules;
-      if (auto listed = segment_.modules()) {
-        for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
-      }
-      if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
-    }
-    if (resolver_) {
-      // An address the resolver cannot name keeps its "@0x" form.
-      if (auto symbol = resolver_->resolve(std::strtoull(name.c_str() + 3, nullptr, 16))) name = symbol->function;
-    }
-  }
+  if (name.rfind("@0x", 0) == 0) name = function_at(std::strtoull(name.c_str() + 3, nullptr, 16));
   return names_.emplace(id, std::move(name)).first->second;
+}
+
+const std::string& SegmentConsumer::function_at(std::uint64_t address) {
+  auto known = functions_.find(address);
+  if (known != functions_.end()) return known->second;
+  if (!resolver_) {
+    std::vector<symbols::Module> modules;
+    if (auto listed = segment_.modules()) {
+      for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
+    }
+    if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
+  }
+  // An address the resolver cannot name keeps the runtime's "@0x" form.
+  char fallback[24];
+  std::snprintf(fallback, sizeof fallback, "@0x%llx", static_cast<unsigned long long>(address));
+  std::string name = fallback;
+  if (resolver_) {
+    if (auto symbol = resolver_->resolve(address)) name = symbol->function;
+  }
+  return functions_.emplace(address, std::move(name)).first->second;
+}
+
+reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {
+  if (abi::stats_slot_count(segment_.header()) == 0) return {};
+  auto sites = segment_.call_site_stats();
+  if (!sites) return std::unexpected(sites.error());
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  // A later snapshot in the same batch (the fate's) replaces the earlier one.
+  rows.call_stats.clear();
+  stats_pending_.clear();
+  for (const reader::CallSiteStats& s : *sites) {
+    const std::pair key{s.ring, s.slot};
+    const SiteFigures figures{s.calls, s.errors, s.unfinished, s.completed};
+    if (auto last = stats_committed_.find(key); last != stats_committed_.end() && last->second == figures) continue;
+    if (figures == SiteFigures{}) continue;
+    CallStatsSnapshot row;
+    row.ring = s.ring;
+    row.slot = s.slot;
+    row.tid = s.tid;
+    switch (s.kind) {
+      case abi::CallSiteKind::kName:
+        row.kind = "name";
+        row.name = name_of(s.name_id);
+        break;
+      case abi::CallSiteKind::kCode:
+        row.kind = "code";
+        row.name = function_at(s.address);
+        row.code = s.address;
+        break;
+      default:
+        row.kind = "other";
+        row.name = "(other)";
+        break;
+    }
+    row.ts_ns = now_ns;
+    row.calls = s.calls;
+    row.errors = s.errors;
+    row.unfinished = s.unfinished;
+    row.completed = s.completed;
+    row.total_ticks = s.total_ticks;
+    row.min_ticks = s.min_ticks;
+    row.max_ticks = s.max_ticks;
+    histogram::Histogram h;
+    h.ns_per_tick = s.ns_per_tick;
+    for (const reader::HistogramBucket& b : s.histogram) h.buckets.push_back({b.index, b.count});
+    row.histogram = histogram::encode(h);
+    rows.call_stats.push_back(std::move(row));
+    stats_pending_.emplace_back(key, figures);
+  }
+  return {};
 }
 
 bool SegmentConsumer::image_gone() const {
@@ -425,7 +493,9 @@ bool SegmentConsumer::image_gone() const {
   return !watch_ || watch_->gone();
 }
 
-void SegmentConsumer::collect_fate(Batch& batch) const {
+reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
+  SegmentRows& rows = rows_in(batch);
+  if (auto ok = snapshot_stats(rows); !ok) return ok;
   ProcessFate fate;
   switch (segment_.state()) {
     case abi::ProcessState::kRunning:
@@ -447,7 +517,8 @@ void SegmentConsumer::collect_fate(Batch& batch) const {
     fate.exec_target = text_of(*live, live->header().exec_target_id);
     if (live->header().end_ticks != 0) fate.end_ns = live->clock().to_wall_ns(live->header().end_ticks);
   }
-  rows_in(batch).fate = std::move(fate);
+  rows.fate = std::move(fate);
+  return {};
 }
 
 }  // namespace shmtrace::drain

@@ -10,6 +10,8 @@
 #ifndef SHMTRACE_DRAIN_SEGMENT_CONSUMER_HPP
 #define SHMTRACE_DRAIN_SEGMENT_CONSUMER_HPP
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -36,7 +38,10 @@ struct CollectStats {
 class SegmentConsumer {
  public:
   // resume: the error cursor stored with the segment's last committed batch.
-  SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume, const Redactor* redactor);
+  // Call-site statistics are snapshot every stats_interval (and once more
+  // with the process's fate); 0 = at every collect().
+  SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume, const Redactor* redactor,
+                  std::chrono::milliseconds stats_interval = std::chrono::seconds(1));
 
   // Appends what the segment holds now, at most max_per_ring records from
   // each ring and from the overflow area.
@@ -50,8 +55,9 @@ class SegmentConsumer {
   // The process image is gone for good: exited, crashed, exec'd, or its pid
   // no longer names it (killed, or reused by another process).
   bool image_gone() const;
-  // Appends the process's fate (after a last collect() found nothing).
-  void collect_fate(Batch& batch) const;
+  // Appends the process's fate and last statistics (after a last collect()
+  // found nothing).
+  reader::Result<void> collect_fate(Batch& batch);
   // Removes the segment, once its fate is committed.
   reader::Result<void> unlink() const { return segment_.unlink(); }
 
@@ -59,9 +65,14 @@ class SegmentConsumer {
   const reader::Segment& segment() const { return segment_; }
   // The stored name of a string id: "@0x<addr>" resolved to the function.
   const std::string& name_of(std::uint32_t id);
+  // An instrumented function's name by address ("@0x<addr>" when unknown).
+  const std::string& function_at(std::uint64_t address);
 
  private:
   SegmentRows& rows_in(Batch& batch) const;
+  // Snapshots of the call sites whose figures moved since the last committed
+  // snapshot.
+  reader::Result<void> snapshot_stats(SegmentRows& rows);
 
   reader::Segment segment_;
   ProcessRow process_;
@@ -76,6 +87,15 @@ class SegmentConsumer {
   // ("@0x..."), resolved through the segment's module map (P9), per name id.
   std::optional<symbols::Resolver> resolver_;
   std::map<std::uint32_t, std::string> names_;
+  std::map<std::uint64_t, std::string> functions_;  // by address
+  // Call-site statistics: when the next snapshot is due, and the calls,
+  // errors, unfinished and completed of each (ring, slot) as last committed
+  // (pending: in the batch not yet committed).
+  using SiteFigures = std::array<std::uint64_t, 4>;
+  std::chrono::milliseconds stats_interval_;
+  std::chrono::steady_clock::time_point next_stats_{};
+  std::map<std::pair<std::uint32_t, std::uint32_t>, SiteFigures> stats_committed_;
+  std::vector<std::pair<std::pair<std::uint32_t, std::uint32_t>, SiteFigures>> stats_pending_;
 };
 
 }  // namespace shmtrace::drain

@@ -105,6 +105,11 @@ void fields(IO& io, ErrorRow& r) {
      r.signal, r.fault_address, r.frames);
 }
 template <class IO>
+void fields(IO& io, CallStatsSnapshot& r) {
+  io(r.ring, r.slot, r.tid, r.kind, r.name, r.code, r.ts_ns, r.calls, r.errors, r.unfinished, r.completed,
+     r.total_ticks, r.min_ticks, r.max_ticks, r.histogram);
+}
+template <class IO>
 void fields(IO& io, ErrorCursorRow& r) {
   io(r.chunk, r.offset, r.spill_offset);
 }
@@ -205,6 +210,7 @@ std::vector<std::uint8_t> serialize(const Batch& batch) {
     put_rows(w, s.events);
     put_rows(w, s.gaps);
     put_rows(w, s.errors);
+    put_rows(w, s.call_stats);
     put_optional(w, s.cursor);
     put_optional(w, s.fate);
   }
@@ -224,6 +230,7 @@ std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::siz
     get_rows(r, s.events);
     get_rows(r, s.gaps);
     get_rows(r, s.errors);
+    get_rows(r, s.call_stats);
     get_optional(r, s.cursor);
     get_optional(r, s.fate);
   }

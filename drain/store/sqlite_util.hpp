@@ -73,6 +73,10 @@ class Binder {
     return *this;
   }
   Binder& operator()(const std::string& v) { return (*this)(std::string_view(v)); }
+  Binder& blob(std::string_view v) {
+    sqlite3_bind_blob(s_, ++i_, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
   Binder& null() {
     sqlite3_bind_null(s_, ++i_);
     return *this;

@@ -12,9 +12,11 @@
 #include <string_view>
 #include <utility>
 
+#include "store/histogram_blob.hpp"
 #include "store/partition_set.hpp"
 #include "store/schema.hpp"
 #include "store/sqlite_util.hpp"
+#include "store/stats_sql.hpp"
 
 namespace shmtrace::drain {
 namespace {
@@ -32,6 +34,10 @@ enum Statement {
   kCursorGet,
   kCursorSet,
   kMetric,
+  kSiteGet,
+  kSiteInsert,
+  kSiteUpdate,
+  kCallStats,
   kStatementCount,
 };
 
@@ -55,6 +61,15 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "ON CONFLICT (process_key) DO UPDATE SET chunk = excluded.chunk, offset = excluded.offset, "
     "spill_offset = excluded.spill_offset",
     "INSERT INTO metrics (ts_ns, name, labels, value) VALUES (?, ?, ?, ?)",
+    "SELECT site_key, last_ns, calls, errors, unfinished, completed, total_ticks, min_ticks, max_ticks, histogram "
+    "FROM call_sites WHERE process_key = ? AND ring = ? AND slot = ?",
+    "INSERT INTO call_sites (process_key, ring, slot, kind, name, code, last_ns, calls, errors, unfinished, "
+    "completed, total_ticks, min_ticks, max_ticks, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, ?) "
+    "RETURNING site_key",
+    "UPDATE call_sites SET last_ns = ?, calls = ?, errors = ?, unfinished = ?, completed = ?, total_ticks = ?, "
+    "min_ticks = ?, max_ticks = ?, histogram = ? WHERE site_key = ?",
+    "INSERT OR IGNORE INTO call_stats (site_key, end_ns, start_ns, process_key, tid, name, calls, errors, "
+    "unfinished, completed, total_ns, min_ns, max_ns, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 };
 
 // Rows of the main file older than the retention, removed in steps this
@@ -99,6 +114,8 @@ struct Store::Impl {
 
   StoreResult<std::int64_t> key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh);
   StoreResult<void> write_segment(const SegmentRows& rows, std::map<std::string, std::int64_t>& fresh);
+  StoreResult<void> write_call_stats(std::int64_t process_key, std::int64_t process_start_ns,
+                                     const CallStatsSnapshot& snapshot);
   // Deletes one slice (kExpiryStepRows) of table's rows older than cutoff;
   // key names a row: rowid, or a WITHOUT ROWID table's primary key columns.
   StoreResult<std::uint64_t> delete_expired(const char* table, const char* key, const char* time_column,
@@ -127,6 +144,7 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
     return std::unexpected(impl->fail("cannot open " + path));
   }
   sqlite3_busy_timeout(impl->db, 5000);
+  if (register_stats_functions(impl->db) != SQLITE_OK) return std::unexpected(impl->fail("SQL functions"));
   // Detaching an expired partition must not checkpoint it first: its file
   // is about to go. (The WAL of what stays is checkpointed as it grows.)
   sqlite3_db_config(impl->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
@@ -220,6 +238,9 @@ StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<s
         r.value_type)(r.flags);
     if (auto ok = step(p.span_data.get(), "insert span data"); !ok) return ok;
   }
+  for (const CallStatsSnapshot& r : rows.call_stats) {
+    if (auto ok = write_call_stats(k, rows.process.start_ns, r); !ok) return ok;
+  }
   for (const ProcessEventRow& r : rows.events) {
     sql::Binder{get(kEvent)}(k)(r.ring)(r.position)(r.kind)(r.ts_ns)(r.tid)(r.span_id)(r.name)(r.value)(r.flags);
     if (auto ok = step(get(kEvent), "insert process event"); !ok) return ok;
@@ -234,6 +255,87 @@ StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<s
     if (auto ok = step(get(kProcessFate), "update process"); !ok) return ok;
   }
   return {};
+}
+
+// One interval of a call site: this snapshot minus the slot's figures as of
+// its last stored interval (none yet: zero, from the process's start). A
+// snapshot not newer than what is stored (the same batch again after a
+// restart or a replay) adds nothing.
+StoreResult<void> Store::Impl::write_call_stats(std::int64_t process_key, std::int64_t process_start_ns,
+                                                const CallStatsSnapshot& r) {
+  auto now = histogram::decode(r.histogram);
+  if (!now) return std::unexpected(StoreError{"call statistics of ring " + std::to_string(r.ring) + " slot " +
+                                              std::to_string(r.slot) + ": malformed histogram"});
+  sqlite3_stmt* get_site = get(kSiteGet);
+  sql::Binder{get_site}(process_key)(r.ring)(r.slot);
+  std::int64_t site = 0;
+  std::int64_t last_ns = process_start_ns;
+  CallStatsSnapshot base;
+  histogram::Histogram base_histogram;
+  int rc = sqlite3_step(get_site);
+  if (rc == SQLITE_ROW) {
+    auto column = [get_site](int i) { return static_cast<std::uint64_t>(sqlite3_column_int64(get_site, i)); };
+    site = sqlite3_column_int64(get_site, 0);
+    last_ns = sqlite3_column_int64(get_site, 1);
+    base.calls = column(2);
+    base.errors = column(3);
+    base.unfinished = column(4);
+    base.completed = column(5);
+    base.total_ticks = column(6);
+    base.min_ticks = column(7);
+    base.max_ticks = column(8);
+    auto stored = histogram::decode(sqlite3_column_blob(get_site, 9),
+                                    static_cast<std::size_t>(sqlite3_column_bytes(get_site, 9)));
+    if (stored) base_histogram = std::move(*stored);
+    rc = sqlite3_step(get_site);
+  }
+  sqlite3_reset(get_site);
+  if (rc != SQLITE_DONE) return std::unexpected(fail("call site"));
+  if (r.calls < base.calls || r.errors < base.errors || r.unfinished < base.unfinished ||
+      r.completed < base.completed || r.total_ticks < base.total_ticks ||
+      (r.calls == base.calls && r.errors == base.errors && r.unfinished == base.unfinished &&
+       r.completed == base.completed)) {
+    return {};  // not newer than what is stored
+  }
+  if (site == 0) {
+    sqlite3_stmt* insert = get(kSiteInsert);
+    const std::string empty = histogram::encode(histogram::Histogram{now->ns_per_tick, {}});
+    sql::Binder{insert}(process_key)(r.ring)(r.slot)(r.kind)(r.name)(r.code)(last_ns).blob(empty);
+    rc = sqlite3_step(insert);
+    if (rc == SQLITE_ROW) site = sqlite3_column_int64(insert, 0);
+    while (rc == SQLITE_ROW) rc = sqlite3_step(insert);
+    sqlite3_reset(insert);
+    if (rc != SQLITE_DONE || site == 0) return std::unexpected(fail("insert call site"));
+  }
+  const histogram::Histogram delta = histogram::difference(*now, base_histogram);
+  const double ns_per_tick = now->ns_per_tick;
+  const std::int64_t end_ns = std::max(r.ts_ns, last_ns + 1);
+  sqlite3_stmt* insert = get(kCallStats);
+  sql::Binder row{insert};
+  row(site)(end_ns)(last_ns)(process_key)(r.tid)(r.name)(r.calls - base.calls)(r.errors - base.errors)(
+      r.unfinished - base.unfinished)(r.completed - base.completed)(
+      static_cast<double>(r.total_ticks - base.total_ticks) * ns_per_tick);
+  if (delta.buckets.empty()) {
+    row.null().null();
+  } else {
+    // The interval's extremes: exact when they are the slot's new running
+    // extremes, else bounded by the interval's lowest and highest buckets.
+    const bool new_min = base.completed == 0 || r.min_ticks < base.min_ticks;
+    const bool new_max = base.completed == 0 || r.max_ticks > base.max_ticks;
+    const double lowest = histogram::lower_ns(delta, delta.buckets.front().index);
+    const double highest = histogram::upper_ns(delta, delta.buckets.back().index);
+    const double min_ns = static_cast<double>(r.min_ticks) * ns_per_tick;
+    const double max_ns = static_cast<double>(r.max_ticks) * ns_per_tick;
+    row(new_min ? min_ns : std::max(lowest, min_ns))(new_max ? max_ns : std::min(highest, max_ns));
+  }
+  const std::string delta_blob = histogram::encode(delta);
+  row.blob(delta_blob);
+  if (auto ok = step(insert, "insert call statistics"); !ok) return ok;
+  sqlite3_stmt* update = get(kSiteUpdate);
+  sql::Binder{update}(end_ns)(r.calls)(r.errors)(r.unfinished)(r.completed)(r.total_ticks)(r.min_ticks)(
+      r.max_ticks)
+      .blob(r.histogram)(site);
+  return step(update, "update call site");
 }
 
 StoreResult<WriteStats> Store::write(const Batch& batch) {
@@ -303,10 +405,13 @@ StoreResult<ExpiryStats> Store::expire(std::int64_t now_ns) {
   // spans; its error cursor with it.
   const std::int64_t process_cutoff =
       impl_->partitions->size() > 0 ? std::min(cutoff, impl_->partitions->oldest_start_ns()) : cutoff;
-  if (auto ok = sql::exec(impl_->db, "DELETE FROM error_cursors WHERE process_key IN (SELECT process_key FROM "
-                                     "processes WHERE end_ns < " + std::to_string(process_cutoff) + ")");
-      !ok) {
-    return std::unexpected(StoreError{"error_cursors: " + ok.error()});
+  for (const char* per_process : {"error_cursors", "call_sites"}) {
+    if (auto ok = sql::exec(impl_->db, std::string("DELETE FROM ") + per_process +
+                                           " WHERE process_key IN (SELECT process_key FROM processes WHERE end_ns < " +
+                                           std::to_string(process_cutoff) + ")");
+        !ok) {
+      return std::unexpected(StoreError{std::string(per_process) + ": " + ok.error()});
+    }
   }
   constexpr const char* kPosition = "process_key, ring, position";
   struct Expiring {
@@ -319,6 +424,7 @@ StoreResult<ExpiryStats> Store::expire(std::int64_t now_ns) {
                             Expiring{"alerts", "rowid", "fired_ns", cutoff},
                             Expiring{"process_events", kPosition, "ts_ns", cutoff},
                             Expiring{"gaps", kPosition, "ts_ns", cutoff},
+                            Expiring{"call_stats", "site_key, end_ns", "end_ns", cutoff},
                             Expiring{"processes", "rowid", "end_ns", process_cutoff}}) {
     auto n = impl_->delete_expired(e.table, e.key, e.time_column, e.cutoff);
     if (!n) return std::unexpected(n.error());

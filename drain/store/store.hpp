@@ -41,7 +41,7 @@ struct StoreError {
 template <class T>
 using StoreResult = std::expected<T, StoreError>;
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct StoreOptions {
   std::chrono::seconds retention{6 * 3600};
