@@ -212,6 +212,9 @@ class Segment {
   std::uint64_t errors_written() const;
   std::uint64_t errors_spilled() const;
   std::uint64_t no_ring_threads() const;
+  std::uint64_t no_ring_dropped() const;  // records lost by threads without a ring
+  // The process consuming the segment (a drain), 0 when none has claimed it.
+  std::uint32_t consumer_pid() const;
   const ClockConverter& clock() const;
 
   std::uint32_t ring_count() const;  // == header().max_rings

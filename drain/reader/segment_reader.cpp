@@ -158,6 +158,16 @@ std::uint64_t Segment::errors_spilled() const {
   return abi::atomic_load(impl_->live_header()->errors_spilled, std::memory_order_relaxed);
 }
 
+std::uint32_t Segment::consumer_pid() const {
+  // Acquire: pairs with the claim's compare-and-swap.
+  return abi::atomic_load(impl_->live_header()->drain_pid, std::memory_order_acquire);
+}
+
+std::uint64_t Segment::no_ring_dropped() const {
+  // Relaxed: a counter; read once the process is gone.
+  return abi::atomic_load(impl_->live_header()->no_ring_dropped, std::memory_order_relaxed);
+}
+
 std::uint64_t Segment::no_ring_threads() const {
   // Relaxed: a counter; staleness tolerated.
   return abi::atomic_load(impl_->live_header()->no_ring_threads, std::memory_order_relaxed);

@@ -30,6 +30,10 @@ struct ProcessFate {
   std::int32_t exit_status = 0;
   std::int64_t end_ns = 0;
   std::string exec_target;
+  // Records the process lost in all (its rings' dropped counters and those of
+  // threads without a ring): what no drop marker reported (drops pending
+  // when a thread or the process ended) becomes a gap at the end.
+  std::uint64_t dropped_total = 0;
 };
 
 // One span: begin and end paired in memory when both are in the batch, else
@@ -63,6 +67,9 @@ struct SpanDataRow {
   int flags = 0;           // the record's flags (truncated, masked, ...)
 };
 inline constexpr std::uint32_t kOverflowRing = 0xffffffffu;
+// The ring of the gap that accounts, at the process's end, for drops no
+// marker reported.
+inline constexpr std::uint32_t kUnreportedDropsRing = 0xfffffffeu;
 
 // Process and thread lifecycle records, keyed like span data.
 struct ProcessEventRow {

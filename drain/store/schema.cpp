@@ -79,6 +79,7 @@ constexpr std::array<const char*, 3> kMigrations = {
     // function_stats sums them per function (shmtrace_quantile is registered
     // by the drain library and the libshmtrace_sqlite extension).
     R"sql(
+    ALTER TABLE processes ADD COLUMN records_dropped INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE call_sites (
       site_key INTEGER PRIMARY KEY,
       process_key INTEGER NOT NULL, ring INTEGER NOT NULL, slot INTEGER NOT NULL,

@@ -512,6 +512,10 @@ reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
       break;
   }
   fate.exit_status = segment_.exit_status();
+  fate.dropped_total = segment_.no_ring_dropped();
+  for (std::uint32_t ring = 0; ring < segment_.ring_count(); ++ring) {
+    if (auto info = segment_.ring_info(ring)) fate.dropped_total += info->dropped;
+  }
   fate.end_ns = static_cast<std::int64_t>(segment_.header().clock_ref_wall_ns);
   if (auto live = reader::Segment::attach(segment_.name(), reader::Access::kReadOnly)) {
     fate.exec_target = text_of(*live, live->header().exec_target_id);

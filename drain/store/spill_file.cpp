@@ -115,7 +115,7 @@ void fields(IO& io, ErrorCursorRow& r) {
 }
 template <class IO>
 void fields(IO& io, ProcessFate& r) {
-  io(r.state, r.exit_status, r.end_ns, r.exec_target);
+  io(r.state, r.exit_status, r.end_ns, r.exec_target, r.dropped_total);
 }
 
 struct Out {

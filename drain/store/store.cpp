@@ -38,6 +38,8 @@ enum Statement {
   kSiteInsert,
   kSiteUpdate,
   kCallStats,
+  kDroppedAdd,
+  kDroppedReported,
   kStatementCount,
 };
 
@@ -70,6 +72,8 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "min_ticks = ?, max_ticks = ?, histogram = ? WHERE site_key = ?",
     "INSERT OR IGNORE INTO call_stats (site_key, end_ns, start_ns, process_key, tid, name, calls, errors, "
     "unfinished, completed, total_ns, min_ns, max_ns, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "UPDATE processes SET records_dropped = records_dropped + ? WHERE process_key = ?",
+    "SELECT records_dropped FROM processes WHERE process_key = ?",
 };
 
 // Rows of the main file older than the retention, removed in steps this
@@ -114,6 +118,7 @@ struct Store::Impl {
 
   StoreResult<std::int64_t> key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh);
   StoreResult<void> write_segment(const SegmentRows& rows, std::map<std::string, std::int64_t>& fresh);
+  StoreResult<void> write_gap(std::int64_t process_key, const GapRow& r);
   StoreResult<void> write_call_stats(std::int64_t process_key, std::int64_t process_start_ns,
                                      const CallStatsSnapshot& snapshot);
   // Deletes one slice (kExpiryStepRows) of table's rows older than cutoff;
@@ -246,15 +251,36 @@ StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<s
     if (auto ok = step(get(kEvent), "insert process event"); !ok) return ok;
   }
   for (const GapRow& r : rows.gaps) {
-    sql::Binder{get(kGap)}(k)(r.ring)(r.position)(r.tid)(r.ts_ns)(r.dropped)(r.first_ns)(r.last_ns);
-    if (auto ok = step(get(kGap), "insert gap"); !ok) return ok;
+    if (auto ok = write_gap(k, r); !ok) return ok;
   }
   if (rows.fate) {
     const ProcessFate& f = *rows.fate;
     sql::Binder{get(kProcessFate)}(f.state)(f.exit_status)(f.end_ns)(f.exec_target)(k);
     if (auto ok = step(get(kProcessFate), "update process"); !ok) return ok;
+    // Drops no marker reported (pending when a thread or the process ended):
+    // one gap, so that stored + dropped = produced for every process.
+    sqlite3_stmt* s = get(kDroppedReported);
+    sql::Binder{s}(k);
+    const int rc = sqlite3_step(s);
+    const auto reported = static_cast<std::uint64_t>(rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return std::unexpected(fail("dropped records of the process"));
+    if (f.dropped_total > reported) {
+      const GapRow unreported{kUnreportedDropsRing, 0, 0, f.end_ns, f.dropped_total - reported, f.end_ns, f.end_ns};
+      if (auto ok = write_gap(k, unreported); !ok) return ok;
+    }
   }
   return {};
+}
+
+// A gap row, and its drops added to the process's total once (a gap stored
+// again changes nothing).
+StoreResult<void> Store::Impl::write_gap(std::int64_t process_key, const GapRow& r) {
+  sql::Binder{get(kGap)}(process_key)(r.ring)(r.position)(r.tid)(r.ts_ns)(r.dropped)(r.first_ns)(r.last_ns);
+  if (auto ok = step(get(kGap), "insert gap"); !ok) return ok;
+  if (sqlite3_changes(db) == 0) return {};
+  sql::Binder{get(kDroppedAdd)}(r.dropped)(process_key);
+  return step(get(kDroppedAdd), "count dropped records");
 }
 
 // One interval of a call site: this snapshot minus the slot's figures as of
