@@ -68,7 +68,15 @@ std::expected<void, std::string> PartitionSet::attach(Partition& p) {
   if (!st) return std::unexpected(st.error());
   sql::Binder{st->get()}(p.file);
   if (!sql::step_done(st->get())) return std::unexpected("cannot attach " + p.file + ": " + sqlite3_errmsg(db_));
-  if (auto ok = sql::exec(db_, "PRAGMA " + p.schema + ".synchronous=NORMAL"); !ok) return std::unexpected(ok.error());
+  // The partition being written takes the drain's whole insert load: a page
+  // cache that holds the right edges of its two b-trees, and a WAL trimmed
+  // back after each checkpoint (schema::kWalCheckpointPages).
+  if (auto ok = sql::exec(db_, "PRAGMA " + p.schema + ".synchronous=NORMAL;PRAGMA " + p.schema + ".cache_size=" +
+                                   std::to_string(schema::kPartitionCachePages) + ";PRAGMA " + p.schema +
+                                   ".journal_size_limit=" + std::to_string(schema::kWalLimitBytes));
+      !ok) {
+    return std::unexpected(ok.error());
+  }
   const std::string columns =
       " (process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, duration_ns, status, "
       "error_sequence, code) ";
@@ -215,6 +223,13 @@ Partition& PartitionSet::route(std::int64_t t) {
   return *p;
 }
 
+std::string PartitionSet::file_of(const std::string& schema) const {
+  for (const auto& p : parts_) {
+    if (p->schema == schema) return p->file;
+  }
+  return {};
+}
+
 PartitionSet::~PartitionSet() {
   if (remover_.joinable()) remover_.join();
 }
@@ -228,6 +243,7 @@ std::expected<PartitionSet::Expired, std::string> PartitionSet::expire(std::int6
     p.span_complete.reset();
     p.span_open.reset();
     p.span_data.reset();
+    if (release_hook_) release_hook_(p.file);
     // An archived partition must be whole in its own file: fold its WAL in
     // first (the connection does not checkpoint what it detaches).
     if (!archive_dir.empty()) (void)sql::exec(db_, "PRAGMA " + p.schema + ".wal_checkpoint(TRUNCATE)");

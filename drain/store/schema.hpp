@@ -18,6 +18,16 @@ extern const char* const kPartitionTables;
 // Tables every partition has, united across partitions by the query views.
 inline constexpr const char* kPartitionedTables[] = {"spans", "span_data"};
 
+// Connection settings of the writer, measured with drain_bench (SPEC §7).
+// Checkpoints (store/checkpointer.hpp) every 4,096 WAL pages instead of
+// SQLite's 1,000: the b-trees' hot right-edge pages, rewritten by every
+// batch, are copied into the database once per checkpoint instead of once per
+// few batches, and the database file is synced 4 times less often. The WAL
+// file is trimmed back to kWalLimitBytes after each checkpoint.
+inline constexpr long long kWalLimitBytes = 16ll << 20;
+// Page cache of the partitions (negative: KiB), 8 MiB each.
+inline constexpr int kPartitionCachePages = -8192;
+
 }  // namespace shmtrace::drain::schema
 
 #endif

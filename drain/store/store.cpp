@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "store/checkpointer.hpp"
 #include "store/histogram_blob.hpp"
 #include "store/partition_set.hpp"
 #include "store/schema.hpp"
@@ -98,9 +99,11 @@ struct Store::Impl {
   StoreOptions options;
   std::array<sql::Statement, kStatementCount> statements;
   std::unique_ptr<PartitionSet> partitions;
+  std::unique_ptr<Checkpointer> checkpointer;  // after partitions: gone before them
   std::map<std::string, std::int64_t, std::less<>> keys;  // segment -> process_key, committed
 
   ~Impl() {
+    checkpointer.reset();
     partitions.reset();
     for (auto& s : statements) s.reset();
     if (db != nullptr) sqlite3_close(db);
@@ -193,6 +196,11 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
   width_ns = std::max(width_ns, retention_ns / (max_attached - 3) + 1);
   impl->partitions = std::make_unique<PartitionSet>(impl->db, path + ".parts", width_ns, retention_ns);
   if (auto ok = impl->partitions->load(); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
+  Impl* raw = impl.get();
+  impl->checkpointer = std::make_unique<Checkpointer>(impl->db, [raw](const std::string& schema) {
+    return schema == "main" ? raw->path : raw->partitions->file_of(schema);
+  });
+  impl->partitions->set_release_hook([raw](const std::string& file) { raw->checkpointer->forget(file); });
   return Store(std::move(impl));
 }
 
