@@ -184,8 +184,6 @@ void BM_SqliteCeiling(benchmark::State& state) {
   sqlite3_open(path.c_str(), &db);
   // The store's connection settings (schema.hpp), so only the work differs.
   sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr);
-  sqlite3_exec(db, ("PRAGMA cache_size=" + std::to_string(drain::schema::kPartitionCachePages)).c_str(), nullptr,
-               nullptr, nullptr);
   sqlite3_exec(db, ("PRAGMA journal_size_limit=" + std::to_string(drain::schema::kWalLimitBytes)).c_str(), nullptr,
                nullptr, nullptr);
   // SQLite's automatic checkpoint, inline, at the store's threshold.

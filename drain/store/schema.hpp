@@ -25,8 +25,6 @@ inline constexpr const char* kPartitionedTables[] = {"spans", "span_data"};
 // few batches, and the database file is synced 4 times less often. The WAL
 // file is trimmed back to kWalLimitBytes after each checkpoint.
 inline constexpr long long kWalLimitBytes = 16ll << 20;
-// Page cache of the partitions (negative: KiB), 8 MiB each.
-inline constexpr int kPartitionCachePages = -8192;
 
 }  // namespace shmtrace::drain::schema
 

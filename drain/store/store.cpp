@@ -162,6 +162,7 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
                              "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=OFF"}) {
     if (auto ok = sql::exec(impl->db, pragma); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
   }
+  (void)sql::exec(impl->db, "PRAGMA journal_size_limit=" + std::to_string(schema::kWalLimitBytes));
   sqlite3_stmt* version = nullptr;
   sqlite3_prepare_v2(impl->db, "PRAGMA user_version", -1, &version, nullptr);
   int at = 0;
