@@ -520,6 +520,50 @@ TEST_F(ErrorAreaTest, PaddingAtChunkEndIsSkipped) {
   }
 }
 
+// A thread that died between reserving an entry and committing it (its
+// process crashed) leaves state 0 below the chunk's used offset. A live
+// writer's reader stops there; once the writer is gone the reader passes
+// over it by its size, or with the rest of the chunk when the size was never
+// written, and counts what it passed over.
+TEST_F(ErrorAreaTest, HalfWrittenEntriesOfADeadWriterArePassedOverAndCounted) {
+  Harness& h = make(config_with_chunk(65536), ErrorArea::kDefaultMaxChunks);
+  for (int i = 1; i <= 5; ++i) h.area->append(draft_with_message(padded_text("e" + std::to_string(i), 104)));
+  for (int i = 6; i <= 400; ++i) h.area->append(draft_with_message(padded_text("e" + std::to_string(i), 104)));
+  ASSERT_EQ(h.reader->error_chunk_count(), 2u);  // 327 entries of 200 bytes in chunk 0
+  const int fd = ::open(("/dev/shm/" + h.name + ".err.0").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto write_u32 = [fd](off_t at, std::uint32_t v) { ASSERT_EQ(::pwrite(fd, &v, 4, at), 4); };
+  write_u32(64 + 1 * 200, 0);      // entry 2: state never stored, size was
+  auto messages_of = [](const reader::ErrorBatch& b) {
+    std::vector<std::uint64_t> sequences;
+    for (const auto& e : b.errors) sequences.push_back(e.sequence);
+    return sequences;
+  };
+
+  auto live = h.reader->read_errors({}, 1000);
+  ASSERT_TRUE(live) << live.error().message;
+  EXPECT_EQ(messages_of(*live), std::vector<std::uint64_t>{1}) << "a live writer may still commit it";
+  EXPECT_EQ(live->abandoned, 0u);
+
+  auto gone = h.reader->read_errors({}, 1000, true);
+  ASSERT_TRUE(gone) << gone.error().message;
+  EXPECT_EQ(gone->errors.size(), 399u);
+  EXPECT_EQ(gone->errors[1].sequence, 3u);
+  EXPECT_EQ(gone->errors.back().sequence, 400u);
+  EXPECT_EQ(gone->abandoned, 1u);
+
+  write_u32(64 + 3 * 200, 0);      // entry 4: neither state nor size
+  write_u32(64 + 3 * 200 + 4, 0);
+  auto rest_lost = h.reader->read_errors({}, 1000, true);
+  ASSERT_TRUE(rest_lost) << rest_lost.error().message;
+  EXPECT_EQ(rest_lost->abandoned, 2u);
+  ASSERT_EQ(rest_lost->errors.size(), 2u + (400u - 327u));  // 1, 3, then chunk 1 from 328
+  EXPECT_EQ(rest_lost->errors[1].sequence, 3u);
+  EXPECT_EQ(rest_lost->errors[2].sequence, 328u);
+  EXPECT_EQ(rest_lost->next.chunk, 1u);
+  ::close(fd);
+}
+
 // 1336-byte entries: 49 fit, leaving 8 bytes, less than an entry header.
 TEST_F(ErrorAreaTest, PaddingSmallerThanAnEntryHeader) {
   Harness& h = make(config_with_chunk(65536), ErrorArea::kDefaultMaxChunks);

@@ -118,7 +118,8 @@ enum class Step { kEntry, kEndOfChunk, kStop };
 
 // One step of the walk through chunk `cursor.chunk`.
 Result<Step> chunk_step(const detail::SegmentState& impl, const detail::Mapping& chunk,
-                        ErrorCursor& cursor, std::vector<ErrorRecord>& out) {
+                        ErrorCursor& cursor, std::vector<ErrorRecord>& out, bool writer_gone,
+                        std::uint64_t& abandoned) {
   const std::uint32_t capacity = impl.header.error_chunk_bytes;  // == chunk header, checked
   const std::string where = impl.where() + "error chunk " + std::to_string(cursor.chunk) +
                             " offset " + std::to_string(cursor.offset);
@@ -132,7 +133,24 @@ Result<Step> chunk_step(const detail::SegmentState& impl, const detail::Mapping&
   // the entry (or the padding marker).
   const std::uint32_t state =
       abi::atomic_load(*reinterpret_cast<const std::uint32_t*>(at), std::memory_order_acquire);
-  if (state == 0) return Step::kStop;  // being written, or nothing yet
+  if (state == 0) {
+    if (!writer_gone) return Step::kStop;  // being written, or nothing yet
+    // The writer is gone: space below `used` was reserved by a thread that
+    // died before committing it; above it, nothing was ever written.
+    const auto& header = *reinterpret_cast<const abi::ErrorChunkHeader*>(chunk.base());
+    const std::uint32_t used = abi::atomic_load(header.used, std::memory_order_relaxed);
+    if (cursor.offset >= used) return Step::kStop;
+    ++abandoned;
+    // Relaxed: the dead writer's plain store, if it got that far.
+    const std::uint32_t size =
+        abi::atomic_load(reinterpret_cast<const abi::ErrorEntry*>(at)->size, std::memory_order_relaxed);
+    if (size >= sizeof(abi::ErrorEntry) && size % 8 == 0 && size <= capacity - cursor.offset &&
+        cursor.offset + size <= used) {
+      cursor.offset += size;
+      return Step::kEntry;
+    }
+    return Step::kEndOfChunk;
+  }
   if (state == kPadding) return Step::kEndOfChunk;
   if (state != kCommitted) {
     return std::unexpected(Error{where + ": invalid error entry: state " + std::to_string(state)});
@@ -190,7 +208,7 @@ Result<void> read_spill(const detail::SegmentState& impl, ErrorCursor& cursor, s
 
 }  // namespace
 
-Result<ErrorBatch> Segment::read_errors(const ErrorCursor& from, std::size_t max_errors) const {
+Result<ErrorBatch> Segment::read_errors(const ErrorCursor& from, std::size_t max_errors, bool writer_gone) const {
   ErrorBatch batch;
   batch.next = from;
   ErrorCursor& cursor = batch.next;
@@ -198,7 +216,7 @@ Result<ErrorBatch> Segment::read_errors(const ErrorCursor& from, std::size_t max
   while (batch.errors.size() < max_errors && cursor.chunk < chunk_count) {
     auto chunk = chunk_mapping(*impl_, cursor.chunk);
     if (!chunk) return std::unexpected(chunk.error());
-    auto step = chunk_step(*impl_, **chunk, cursor, batch.errors);
+    auto step = chunk_step(*impl_, **chunk, cursor, batch.errors, writer_gone, batch.abandoned);
     if (!step) return std::unexpected(step.error());
     if (*step == Step::kStop) break;
     if (*step == Step::kEndOfChunk) {

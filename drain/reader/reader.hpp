@@ -127,6 +127,9 @@ struct ErrorCursor {
 struct ErrorBatch {
   ErrorCursor next;  // cursor after the returned entries
   std::vector<ErrorRecord> errors;
+  // Entries a dead process left half-written (reserved, never committed),
+  // passed over (read_errors with writer_gone only).
+  std::uint64_t abandoned = 0;
 };
 
 // One loaded object from the segment's module map (P9), validated: enough to
@@ -231,8 +234,11 @@ class Segment {
 
   // Reads committed error entries after `from`, across chunks and then the
   // spill file, at most max_errors. Stops at the first entry still being
-  // written.
-  Result<ErrorBatch> read_errors(const ErrorCursor& from, std::size_t max_errors) const;
+  // written, unless the writing process is gone (writer_gone): then such an
+  // entry will never be committed, and it is passed over by its size, or,
+  // when even that was not written, with the rest of its chunk (counted in
+  // ErrorBatch::abandoned), so the entries after it are not lost.
+  Result<ErrorBatch> read_errors(const ErrorCursor& from, std::size_t max_errors, bool writer_gone = false) const;
 
   // Call-site statistics (P13) of one ring: the assigned slots in order,
   // then the "other" slot; empty when the segment keeps none or the ring was

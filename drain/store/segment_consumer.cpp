@@ -304,8 +304,9 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   reader::DecodeStats decode_stats;
 
   // Errors first (SPEC D2), then rings, then overflow.
-  auto errors = segment_.read_errors(cursor_, 65536);
+  auto errors = segment_.read_errors(cursor_, 65536, gone_seen_);
   if (!errors) return std::unexpected(errors.error());
+  stats.abandoned_errors = errors->abandoned;
   for (const reader::ErrorRecord& e : errors->errors) {
     rows.errors.push_back(error_row(segment_, e));
     ErrorRow& r = rows.errors.back();
@@ -487,10 +488,11 @@ reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {
 
 bool SegmentConsumer::image_gone() const {
   const abi::ProcessState state = segment_.state();
-  if (state == abi::ProcessState::kExeced) return true;  // the pid now runs another image
-  // Through a pidfd opened while the process was known to be the segment's
-  // (start ticks checked after opening it), so a reused pid cannot pass.
-  return !watch_ || watch_->gone();
+  // An exec'd pid runs another image. Otherwise through a pidfd opened while
+  // the process was known to be the segment's (start ticks checked after
+  // opening it), so a reused pid cannot pass.
+  if (state == abi::ProcessState::kExeced || !watch_ || watch_->gone()) gone_seen_ = true;
+  return gone_seen_;
 }
 
 reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {

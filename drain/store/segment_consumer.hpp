@@ -33,6 +33,7 @@ struct CollectStats {
   std::uint64_t unknown_kinds = 0;
   std::uint64_t broken_values = 0;
   std::uint64_t redactions = 0;
+  std::uint64_t abandoned_errors = 0;  // half-written entries of a dead process, passed over
 };
 
 class SegmentConsumer {
@@ -82,6 +83,7 @@ class SegmentConsumer {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> pending_rings_;  // ring, end position
   std::optional<reader::OverflowBatch> pending_overflow_;
   std::optional<ProcessWatch> watch_;  // absent: could not be opened, taken as gone
+  mutable bool gone_seen_ = false;     // image_gone() said so: nothing more will be committed
   std::map<std::uint32_t, std::uint32_t> ring_tid_;  // ring -> thread that wrote the records read last
   // Names of instrumented functions the runtime could only give by address
   // ("@0x..."), resolved through the segment's module map (P9), per name id.
