@@ -356,9 +356,40 @@ TEST(ReaderRing, RingInfoSnapshot) {
 TEST(ReaderRing, HeartbeatPublishesPidAndTime) {
   SegmentBuilder b;
   Segment seg = open_memory(b);
-  seg.heartbeat();
+  EXPECT_TRUE(seg.heartbeat());
   EXPECT_EQ(b.header().drain_pid, static_cast<std::uint32_t>(::getpid()));
   EXPECT_GT(b.header().drain_heartbeat_ns, 0u);
+  EXPECT_TRUE(seg.is_consumer());
+  EXPECT_EQ(seg.consumer_pid(), static_cast<std::uint32_t>(::getpid()));
+}
+
+// Another live process (init, pid 1, stands for another drain) holds the
+// segment: a fresh heartbeat keeps it, a stale one lets us take over; once
+// it has taken the segment from us, our heartbeat writes nothing and says so.
+TEST(ReaderRing, ConsumerClaimAndTakeOver) {
+  constexpr std::uint64_t kStale = 2'000'000'000;
+  SegmentBuilder b;
+  Segment seg = open_memory(b);
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::uint64_t now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + now.tv_nsec;
+  b.header().drain_pid = 1;
+  b.header().drain_heartbeat_ns = now_ns;
+  EXPECT_FALSE(seg.claim_consumer(kStale)) << "a live holder with a fresh heartbeat keeps it";
+  EXPECT_FALSE(seg.heartbeat());
+  EXPECT_EQ(b.header().drain_heartbeat_ns, now_ns) << "nothing written for another holder";
+  EXPECT_EQ(b.header().drain_pid, 1u);
+  b.header().drain_heartbeat_ns = now_ns - 3 * kStale;
+  EXPECT_TRUE(seg.claim_consumer(kStale)) << "a stale heartbeat is taken over";
+  EXPECT_EQ(b.header().drain_pid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_GE(b.header().drain_heartbeat_ns, now_ns) << "the heartbeat is fresh as soon as the claim is visible";
+  EXPECT_TRUE(seg.heartbeat());
+  b.header().drain_pid = 1;  // taken from us
+  EXPECT_FALSE(seg.is_consumer());
+  EXPECT_FALSE(seg.heartbeat());
+  b.header().drain_pid = 0;  // released: an unclaimed segment is claimed by the heartbeat
+  EXPECT_TRUE(seg.heartbeat());
+  EXPECT_TRUE(seg.is_consumer());
 }
 
 // ---------------------------------------------------------------------------

@@ -260,9 +260,14 @@ class Segment {
   // whole map, naming the entry and the field. Empty when modules_size is 0.
   Result<std::vector<ModuleRecord>> modules() const;
 
-  // kConsume only: publishes the consumer heartbeat (drain_heartbeat_ns and
-  // drain_pid) that producers under the block policy wait on.
-  void heartbeat();
+  // kConsume only: publishes the consumer heartbeat (drain_heartbeat_ns)
+  // that producers under the block policy wait on, if we are the segment's
+  // consumer (drain_pid; an unclaimed segment is claimed first). False, and
+  // nothing written, when another process holds it: it took the segment over
+  // (our heartbeat had gone stale), and we must hand nothing back any more.
+  bool heartbeat();
+  // kConsume only: drain_pid names us.
+  bool is_consumer() const;
 
   // kConsume only: makes this process the segment's one consumer. Refused
   // (false) while another live process is the consumer and its heartbeat is
@@ -277,6 +282,7 @@ class Segment {
  private:
   struct Impl;
   explicit Segment(std::unique_ptr<Impl> impl);
+  void publish_heartbeat();
   std::unique_ptr<Impl> impl_;
 };
 

@@ -243,7 +243,8 @@ bool Segment::claim_consumer(std::uint64_t stale_after_ns) {
   const auto me = static_cast<std::uint32_t>(::getpid());
   // Acquire: pairs with the other consumer's release of its heartbeat.
   std::uint32_t holder = abi::atomic_load(live->drain_pid, std::memory_order_acquire);
-  if (holder != 0 && holder != me && ::kill(static_cast<pid_t>(holder), 0) == 0) {
+  // A holder we may not signal (another user's drain) is alive too.
+  if (holder != 0 && holder != me && (::kill(static_cast<pid_t>(holder), 0) == 0 || errno == EPERM)) {
     timespec now{};
     ::clock_gettime(CLOCK_MONOTONIC, &now);
     const std::uint64_t ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
@@ -251,29 +252,50 @@ bool Segment::claim_consumer(std::uint64_t stale_after_ns) {
     const std::uint64_t beat = abi::atomic_load(live->drain_heartbeat_ns, std::memory_order_acquire);
     if (beat + stale_after_ns > ns) return false;  // alive and working
   }
-  // Relaxed is enough for the claim itself: the heartbeat that follows
-  // publishes with release.
+  // The heartbeat goes first, the claim after it: whoever then sees our pid
+  // (acquire) sees a fresh heartbeat, so a second claimer cannot take our
+  // claim for a stale one in the moment between the two. (A claimer that
+  // loses the race below only refreshed the winner's heartbeat.)
+  publish_heartbeat();
   if (!std::atomic_ref<std::uint32_t>(live->drain_pid)
            .compare_exchange_strong(holder, me, std::memory_order_acq_rel, std::memory_order_acquire)) {
     return holder == me;
   }
-  heartbeat();
   return true;
 }
 
-void Segment::heartbeat() {
-  if (impl_->access != Access::kConsume) return;
+void Segment::publish_heartbeat() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
   const std::uint64_t ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
-                  static_cast<std::uint64_t>(now.tv_nsec);
-  auto* live = impl_->live_header();
-  // Relaxed: informational, ordered before the heartbeat store below.
-  abi::atomic_store(live->drain_pid, static_cast<std::uint32_t>(::getpid()),
-                    std::memory_order_relaxed);
+                           static_cast<std::uint64_t>(now.tv_nsec);
   // Release: pairs with the blocked producer's acquire load of the heartbeat,
   // so it also sees the tails we stored before.
-  abi::atomic_store(live->drain_heartbeat_ns, ns, std::memory_order_release);
+  abi::atomic_store(impl_->live_header()->drain_heartbeat_ns, ns, std::memory_order_release);
+}
+
+bool Segment::is_consumer() const {
+  if (impl_->access != Access::kConsume) return false;
+  // Acquire: pairs with a claim's compare-and-swap.
+  return abi::atomic_load(impl_->live_header()->drain_pid, std::memory_order_acquire) ==
+         static_cast<std::uint32_t>(::getpid());
+}
+
+bool Segment::heartbeat() {
+  if (impl_->access != Access::kConsume) return false;
+  if (!is_consumer()) {
+    // Acquire: pairs with a claim's compare-and-swap.
+    std::uint32_t holder = abi::atomic_load(impl_->live_header()->drain_pid, std::memory_order_acquire);
+    if (holder != 0) return false;  // another consumer's
+    // Unclaimed (a consumer that never called claim_consumer): claim it now,
+    // heartbeat first as in claim_consumer.
+    publish_heartbeat();
+    return std::atomic_ref<std::uint32_t>(impl_->live_header()->drain_pid)
+        .compare_exchange_strong(holder, static_cast<std::uint32_t>(::getpid()), std::memory_order_acq_rel,
+                                 std::memory_order_acquire);
+  }
+  publish_heartbeat();
+  return true;
 }
 
 Result<void> Segment::unlink() const {

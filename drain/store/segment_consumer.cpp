@@ -299,7 +299,10 @@ SegmentRows& SegmentConsumer::rows_in(Batch& batch) const {
 reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t max_per_ring) {
   abandon();
   CollectStats stats;
-  segment_.heartbeat();
+  if (!segment_.heartbeat()) {
+    return std::unexpected(reader::Error{"taken over by another consumer (pid " +
+                                         std::to_string(segment_.consumer_pid()) + ")"});
+  }
   SegmentRows& rows = rows_in(batch);
   reader::DecodeStats decode_stats;
 
@@ -382,6 +385,14 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
 }
 
 reader::Result<void> SegmentConsumer::release() {
+  // Taken over while this batch was being stored (our heartbeat went stale):
+  // the new consumer reads these records again (stored twice, kept once);
+  // moving its tails would lose records.
+  if (!segment_.is_consumer()) {
+    abandon();
+    return std::unexpected(reader::Error{"taken over by another consumer (pid " +
+                                         std::to_string(segment_.consumer_pid()) + "); nothing handed back"});
+  }
   if (pending_cursor_) cursor_ = reader::ErrorCursor{pending_cursor_->chunk, pending_cursor_->offset,
                                                      pending_cursor_->spill_offset};
   pending_cursor_.reset();
