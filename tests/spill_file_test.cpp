@@ -5,7 +5,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "store/spill_file.hpp"
 
@@ -123,6 +126,56 @@ TEST(SpillFile, TheBoundIsKeptAndATornTailIsCutAtOpen) {
     return {};
   }));
   EXPECT_EQ(n, 2u);
+}
+
+// A whole frame (checksum right) whose payload this drain cannot read (an
+// older drain's format): kept aside in <spill>.rejected, reported, passed
+// over; the batches around it are stored and the spill emptied.
+TEST(SpillFile, AnUnreadableWholeFrameIsKeptAsideAndDoesNotBlockTheRest) {
+  const TempFile f;
+  const std::string rejected_path = f.path + ".rejected";
+  std::filesystem::remove(rejected_path);
+  {
+    auto spill = drain::SpillFile::open(f.path, 1 << 20);
+    ASSERT_TRUE(spill);
+    ASSERT_TRUE(spill->append(sample(0)));
+  }
+  // The frame: "SPL1", length, FNV-1a of the payload, payload.
+  const std::string payload = "not a batch of this format";
+  std::uint64_t sum = 14695981039346656037ull;
+  for (unsigned char c : payload) sum = (sum ^ c) * 1099511628211ull;
+  std::string frame(16, '\0');
+  const std::uint32_t magic = 0x53504c31, length = static_cast<std::uint32_t>(payload.size());
+  std::memcpy(frame.data(), &magic, 4);
+  std::memcpy(frame.data() + 4, &length, 4);
+  std::memcpy(frame.data() + 8, &sum, 8);
+  frame += payload;
+  const int fd = ::open(f.path.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  ::close(fd);
+  auto spill = drain::SpillFile::open(f.path, 1 << 20);
+  ASSERT_TRUE(spill);
+  ASSERT_EQ(spill->batches(), 2u) << "a whole frame is kept at open";
+  ASSERT_TRUE(spill->append(sample(2)));
+  std::vector<std::uint64_t> seen;
+  std::vector<std::string> reports;
+  auto replayed = spill->replay(
+      [&](const Batch& b) -> std::expected<void, std::string> {
+        seen.push_back(b.records);
+        return {};
+      },
+      [&](const std::string& why) { reports.push_back(why); });
+  ASSERT_TRUE(replayed) << replayed.error();
+  EXPECT_EQ(*replayed, 2u);
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{100, 102}));
+  ASSERT_EQ(reports.size(), 1u);
+  const std::size_t offset = drain::serialize(sample(0)).size() + 16;
+  EXPECT_EQ(reports[0], f.path + ": the batch at offset " + std::to_string(offset) +
+                            " is unreadable (malformed spilled batch): kept in " + rejected_path);
+  EXPECT_EQ(std::filesystem::file_size(rejected_path), frame.size());
+  EXPECT_EQ(spill->bytes(), 0u);
+  std::filesystem::remove(rejected_path);
 }
 
 }  // namespace

@@ -314,14 +314,37 @@ std::expected<void, std::string> SpillFile::append(const Batch& batch) {
   return {};
 }
 
+// Copies the frame at `at` (header and payload) to <path>.rejected, durably.
+std::expected<void, std::string> SpillFile::keep_rejected(std::uint64_t at, std::size_t payload_size) const {
+  const std::string target = path_ + ".rejected";
+  std::vector<std::uint8_t> frame(kFrameHeader + payload_size);
+  const int out = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  bool ok = out >= 0 && ::pread(fd_, frame.data(), frame.size(), static_cast<off_t>(at)) ==
+                            static_cast<ssize_t>(frame.size()) &&
+            ::write(out, frame.data(), frame.size()) == static_cast<ssize_t>(frame.size()) && ::fdatasync(out) == 0;
+  const int e = errno;
+  if (out >= 0) ::close(out);
+  if (!ok) return std::unexpected("cannot keep an unreadable spilled batch in " + target + ": " + std::strerror(e));
+  return {};
+}
+
 std::expected<std::uint64_t, std::string> SpillFile::replay(
-    const std::function<std::expected<void, std::string>(const Batch&)>& store) {
+    const std::function<std::expected<void, std::string>(const Batch&)>& store,
+    const std::function<void(const std::string& why)>& rejected) {
   std::uint64_t at = 0, replayed = 0;
   while (at < size_) {
     const auto payload = read_frame(fd_, at, size_);
     if (!payload) return std::unexpected("cannot read spill file " + path_ + " at offset " + std::to_string(at));
     auto batch = deserialize(payload->data(), payload->size());
-    if (!batch) return std::unexpected(path_ + ": " + batch.error());
+    if (!batch) {
+      if (auto kept = keep_rejected(at, payload->size()); !kept) return std::unexpected(kept.error());
+      if (rejected) {
+        rejected(path_ + ": the batch at offset " + std::to_string(at) + " is unreadable (" + batch.error() +
+                 "): kept in " + path_ + ".rejected");
+      }
+      at += kFrameHeader + payload->size();
+      continue;
+    }
     if (auto ok = store(*batch); !ok) return std::unexpected(ok.error());
     at += kFrameHeader + payload->size();
     ++replayed;

@@ -38,9 +38,14 @@ class SpillFile {
   // grow past max_bytes or the disk refuses.
   std::expected<void, std::string> append(const Batch& batch);
   // Hands every batch to store, in order; stops at the first failure (the
-  // file keeps everything). Empties the file once all are stored.
+  // file keeps everything). Empties the file once all are stored. A frame
+  // that is whole (checksum right) but not a batch this drain can read (an
+  // older drain's format) cannot ever be stored: it is appended to
+  // <path>.rejected, reported through `rejected` (what, offset), and passed
+  // over, so it does not block the batches after it.
   std::expected<std::uint64_t, std::string> replay(
-      const std::function<std::expected<void, std::string>(const Batch&)>& store);
+      const std::function<std::expected<void, std::string>(const Batch&)>& store,
+      const std::function<void(const std::string& why)>& rejected = {});
 
   std::uint64_t bytes() const { return size_; }
   std::uint64_t batches() const { return batches_; }
@@ -48,6 +53,7 @@ class SpillFile {
 
  private:
   SpillFile() = default;
+  std::expected<void, std::string> keep_rejected(std::uint64_t at, std::size_t payload_size) const;
   int fd_ = -1;
   std::string path_;
   std::uint64_t max_bytes_ = 0;
