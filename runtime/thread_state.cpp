@@ -46,7 +46,8 @@ abi::Record thread_record(abi::RecordKind kind, const ThreadState& t, const char
   return r;
 }
 
-// Claims a ring: a released one first (its pages are already resident),
+// Claims a ring: a released one with room for our first record first (its
+// pages are already resident),
 // then a never-used one, whose pages we reserve and touch now so the hot path
 // never faults.
 bool claim_ring(ThreadState& t, Runtime& rt, const char* thread_name) noexcept {
@@ -60,6 +61,22 @@ bool claim_ring(ThreadState& t, Runtime& rt, const char* thread_name) noexcept {
       if (!abi::atomic_cas(control->state, expected, static_cast<std::uint32_t>(abi::RingState::kClaimed),
                            std::memory_order_acquire)) {
         continue;
+      }
+      if (from == abi::RingState::kReleased) {
+        // Our thread-start record must be our first in the ring: it tells the
+        // drain that the records after it are ours, not the previous owner's.
+        // A ring still full of theirs would send it to the overflow area, so
+        // such a ring is left for later. Relaxed head: the previous owner's
+        // last value, visible through the CAS above; acquire tail pairs with
+        // the consumer's release store after its commit.
+        const std::uint64_t head = abi::atomic_load(control->head, std::memory_order_relaxed);
+        const std::uint64_t tail = abi::atomic_load(control->tail, std::memory_order_acquire);
+        if (head - tail >= rt.header->ring_capacity) {
+          // Gives it back; pairs with the next claimer's acquire CAS.
+          abi::atomic_store(control->state, static_cast<std::uint32_t>(abi::RingState::kReleased),
+                            std::memory_order_release);
+          continue;
+        }
       }
       if (from == abi::RingState::kFree &&
           !rt.segment.reserve(abi::ring_offset(*rt.header, i), rt.header->ring_stride)) {

@@ -58,7 +58,8 @@ TEST(StoreRetention, RowsGoToTheirPartitionAndExpireWithIt) {
   options.partition = std::chrono::seconds(10);
   auto store = drain::Store::open(db, options);
   ASSERT_TRUE(store) << store.error().message;
-  const std::int64_t now = now_ns();
+  // Early in a 10 s window, so that now + 1 s below falls in the same one.
+  const std::int64_t now = now_ns() / (10 * kSecond) * (10 * kSecond) + kSecond;
   // Three windows: 5 minutes ago (expired), 30 s ago and now (kept).
   for (auto [id, at] : {std::pair{0, now - 300 * kSecond}, std::pair{1000, now - 30 * kSecond}, std::pair{2000, now}}) {
     ASSERT_TRUE(store->write(spans_at("seg.a", id, at, 500)));

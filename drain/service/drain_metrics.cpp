@@ -41,6 +41,8 @@ DrainMetrics::DrainMetrics(metrics::Registry& r)
       replayed_batches(counter(r, "shmtrace_drain_replayed_batches_total", "Spilled batches stored on recovery.")),
       spill_refusals(counter(r, "shmtrace_drain_spill_refusals_total",
                              "Batches the full spill file could not take (left in shared memory).")),
+      spill_rejected(counter(r, "shmtrace_drain_spill_rejected_batches_total",
+                             "Spilled batches this drain cannot read (another version's), kept in <spill>.rejected.")),
       segments_attached(counter(r, "shmtrace_drain_segments_attached_total", "Segments attached for draining.")),
       retention_partitions(counter(r, "shmtrace_retention_partitions_expired_total",
                                    "Time partitions removed or archived by retention.")),

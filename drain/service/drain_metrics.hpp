@@ -20,6 +20,7 @@ class DrainMetrics {
   metrics::Counter& spilled_batches;
   metrics::Counter& replayed_batches;
   metrics::Counter& spill_refusals;   // batches the full spill file could not take
+  metrics::Counter& spill_rejected;   // whole spilled batches this drain cannot read, kept aside
   metrics::Counter& segments_attached;
   metrics::Counter& retention_partitions;
   metrics::Counter& retention_rows;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "alerts/alert_evaluator.hpp"
 #include "alerts/alert_rules.hpp"
@@ -213,7 +214,11 @@ std::expected<bool, std::string> Drain::Impl::commit(Batch& batch) {
     // Spilled batches go first, so the database sees them in order.
     std::expected<void, std::string> stored;
     if (spill.batches() > 0) {
-      auto replayed = spill.replay([&](const Batch& b) { return write(b); });
+      auto replayed = spill.replay([&](const Batch& b) { return write(b); },
+                                   [&](const std::string& why) {
+                                     log(why);
+                                     m.spill_rejected.add();
+                                   });
       if (replayed) {
         totals.replayed_batches += *replayed;
         m.replayed_batches.add(static_cast<double>(*replayed));
@@ -244,10 +249,11 @@ std::expected<bool, std::string> Drain::Impl::commit(Batch& batch) {
       return false;
     }
   }
+  if (batch.empty()) return false;  // an idle probe (housekeeping) has nothing to keep
   // Open: the spill file keeps the batch durably, so the slots can go back.
   if (auto spilled = spill.append(batch); !spilled) {
     if (!spill_full_reported) {
-      log(spilled.error() + ": records stay in shared memory (producers drop and count them when full)");
+      log(spilled.error() + ": records stay in shared memory (producers under block wait, others drop and count once their rings are full)");
       spill_full_reported = true;
     }
     m.spill_refusals.add();
@@ -260,6 +266,17 @@ std::expected<bool, std::string> Drain::Impl::commit(Batch& batch) {
 
 std::expected<bool, std::string> Drain::cycle() {
   Impl& d = *impl_;
+  // Storage down and the spill full: nothing can be kept before the circuit
+  // half-opens, so nothing is read meanwhile (reading a full batch each cycle
+  // only to refuse it burned a core). The heartbeats go on: producers under
+  // block keep waiting for a drain that is alive and will store their records.
+  if (d.circuit == Circuit::kOpen && d.spill_full_reported && Clock::now() < d.reopen_at) {
+    for (auto& [name, c] : d.live) c.keep_alive();
+    d.housekeeping(true);
+    const auto left = d.reopen_at - Clock::now();
+    std::this_thread::sleep_for(std::min<Clock::duration>(left, std::chrono::milliseconds(100)));
+    return false;
+  }
   d.discover(std::chrono::milliseconds(0));
   Batch batch;
   std::vector<std::string> finishing;
@@ -289,6 +306,10 @@ std::expected<bool, std::string> Drain::cycle() {
       continue;
     }
     d.totals.errors += collected->errors;
+    if (collected->abandoned_errors > 0) {
+      d.log(it->first + ": passed over " + std::to_string(collected->abandoned_errors) +
+            " error entries its process left half-written when it died");
+    }
     d.m.note_collect(c, *collected, gone);
     if (collected->records >= d.per_ring) ++full_rings;
     if (gone && collected->records + collected->errors == 0) {
@@ -343,6 +364,13 @@ std::expected<bool, std::string> Drain::cycle() {
 }
 
 void Drain::Impl::housekeeping(bool idle) {
+  // D5: the spill is replayed once storage returns even when no new record
+  // comes to carry the replay (producers done, or a spill left by the last
+  // run): an idle drain probes on its own when the circuit allows a commit.
+  if (idle && spill.batches() > 0 && (circuit == Circuit::kClosed || Clock::now() >= reopen_at)) {
+    Batch nothing;
+    (void)commit(nothing);
+  }
   const auto now = Clock::now();
   if (circuit == Circuit::kClosed && now >= next_retention) {
     next_retention = now + options.retention_check;

@@ -52,6 +52,8 @@ class SegmentConsumer {
   reader::Result<void> release();
   // The batch was not committed; the next collect() reads the records again.
   void abandon();
+  // Tells producers under block that their drain is alive, reading nothing.
+  void keep_alive() { (void)segment_.heartbeat(); }
 
   // The process image is gone for good: exited, crashed, exec'd, or its pid
   // no longer names it (killed, or reused by another process).

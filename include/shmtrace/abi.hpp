@@ -76,7 +76,9 @@
 // A released ring keeps its undrained records and its counters; the next
 // thread to claim it continues at the same head after writing a ThreadStart
 // record carrying the incremented generation, so the consumer always knows
-// which thread wrote which record.
+// which thread wrote which record. That record must go into the ring itself:
+// a claimer that finds the ring still full of undrained records stores
+// Released back (release) and leaves the ring for later.
 //
 // ---------------------------------------------------------------------------
 // Overflow protocol (many producers, one in-order consumer)
