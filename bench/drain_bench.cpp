@@ -232,6 +232,7 @@ void BM_SqliteCeiling(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  drain::configure_sqlite_process();  // as shmtrace-drain does; the ceiling gets it too
   // The ring must hold an iteration's records: set its size before the
   // runtime starts, by running this program again with it in the environment.
   if (std::getenv("SHMTRACE_RING_RECORDS") == nullptr) {

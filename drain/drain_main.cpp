@@ -56,6 +56,7 @@ std::string parse_duration(std::string& text) {
 
 int main(int argc, char** argv) {
   using namespace shmtrace::drain;
+  configure_sqlite_process();
   CLI::App app{
       "shmtrace-drain: moves traced processes' shared-memory records into SQLite, exactly once.\n"
       "Every option can also be set in a TOML file given by --config (keys are the long option names "

@@ -43,6 +43,11 @@ using StoreResult = std::expected<T, StoreError>;
 
 inline constexpr int kSchemaVersion = 3;
 
+// Process-wide SQLite settings of a drain, to call before any other SQLite
+// use: no memory statistics (they take a global mutex at every allocation;
+// nothing here reads them). False when SQLite was already in use.
+bool configure_sqlite_process();
+
 struct StoreOptions {
   std::chrono::seconds retention{6 * 3600};
   // Width of a time partition; 0 = retention / 6. Widened when the
