@@ -104,7 +104,7 @@ class Converter {
       case RecordKind::kSpanBegin: {
         SpanRow r;
         r.span_id = d.span_id;
-        r.trace_id = hex(d.span.trace_id, 16);
+        r.trace_id = trace_hex(d.span.trace_id);
         r.parent_span_id = d.aux;
         r.tid = tid;
         r.group = group_of(d.span.group_id);
@@ -128,7 +128,7 @@ class Converter {
         }
         SpanRow r;
         r.span_id = d.span_id;
-        r.trace_id = hex(d.span.trace_id, 16);
+        r.trace_id = trace_hex(d.span.trace_id);
         r.parent_span_id = d.span.parent_span_id;
         r.tid = tid;
         r.group = group_of(d.span.group_id);
@@ -164,6 +164,16 @@ class Converter {
   }
 
  private:
+  // Spans of one trace come in runs: the last id's text is kept.
+  const std::string& trace_hex(const std::uint8_t (&id)[16]) {
+    if (!have_trace_ || std::memcmp(id, last_trace_, sizeof last_trace_) != 0) {
+      std::memcpy(last_trace_, id, sizeof last_trace_);
+      last_trace_hex_ = hex(id, sizeof last_trace_);
+      have_trace_ = true;
+    }
+    return last_trace_hex_;
+  }
+
   const std::string& group_of(std::uint32_t id) {
     auto known = groups_.find(id);
     if (known == groups_.end()) known = groups_.emplace(id, text_of(s_, id)).first;
@@ -233,6 +243,9 @@ class Converter {
   CollectStats& stats_;
   std::unordered_map<std::uint64_t, std::size_t> open_;  // span id -> row of a begin without its end yet
   std::unordered_map<std::uint32_t, std::string> groups_;
+  std::uint8_t last_trace_[16] = {};
+  bool have_trace_ = false;
+  std::string last_trace_hex_;
 };
 
 ErrorRow error_row(const reader::Segment& s, const reader::ErrorRecord& e) {
