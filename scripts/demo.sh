@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The quick start's main job: sets the machine up and builds (scripts/setup.sh),
-# then runs shmtrace-demo, which traces several threads and reads the records
-# back from shared memory. Arguments go to the demo; exits with its status.
+# then runs shmtrace-demo, which starts the real shmtrace-drain, traces a
+# multi-process workload into SQLite through it, prints a report from the
+# database and checks that every record was stored exactly once. The database
+# stays in build/shmtrace-demo.db (replaced on each run) for you to query.
+# Arguments go to the demo (--workers, --threads, --requests, --db, --drain);
+# exits with its status.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,4 +16,5 @@ if [[ ! -x $demo ]]; then
   echo "demo.sh: $demo was not built" >&2
   exit 1
 fi
-exec "$demo" "$@"
+# A later --db among the arguments wins.
+exec "$demo" --db "$root/build/shmtrace-demo.db" "$@"
