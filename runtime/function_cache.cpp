@@ -33,7 +33,7 @@ FunctionInfo FunctionCache::decide(Runtime& rt, std::uintptr_t fn) noexcept {
       std::snprintf(buf, sizeof buf, "@0x%llx", static_cast<unsigned long long>(fn));
       name = buf;
     }
-    info.traced = rt.function_traced(name);
+    info.traced = rt.function_traced(name) ? 1 : 0;
     info.name_id = rt.intern(name);
     const std::string_view group = detail::parse_function_signature(name).group;
     info.group_id = group.empty() ? 0 : rt.intern(group);

@@ -33,7 +33,7 @@ constexpr const char* kNames[kFunctionCount] = {"outer", "middle", "leaf", "deep
 __thread unsigned long t_calls[kFunctionCount];
 #define COUNT(f) (++t_calls[f])
 
-__thread volatile int t_sink;  // keeps results alive; per thread, no race
+__thread volatile unsigned t_sink;  // keeps results alive; per thread, no race
 
 TRACED int leaf(int x) {
   COUNT(kLeaf);
@@ -69,8 +69,8 @@ pthread_barrier_t g_barrier;
 NOT_TRACED void* run_worker(void* arg) {
   auto* w = static_cast<Worker*>(arg);
   w->tid = ::gettid();
-  int sum = 0;
-  for (int i = 0; i < w->iterations; ++i) sum += outer(i);
+  unsigned sum = 0;  // wraps (defined for unsigned) over millions of iterations
+  for (int i = 0; i < w->iterations; ++i) sum += static_cast<unsigned>(outer(i));
   t_sink = sum;
   for (int f = 0; f < kFunctionCount; ++f) w->calls[f] = t_calls[f];
   // Every thread still holds its ring here: none reuses another's.
