@@ -81,7 +81,7 @@ TEST(Checkpointer, ForgetDropsAPendingRequestAndASchemaWithoutAFileIsLeftAlone) 
   Writer w(db);
   drain::Checkpointer checkpointer(w.db, [](const std::string&) { return std::string(); });
   for (int i = 0; i < 12; ++i) w.commit(2048);  // 24 MiB
-  checkpointer.forget(db.path);
+  checkpointer.forget(db.path, true);
   EXPECT_EQ(checkpointer.background_checkpoints(), 0u) << "no file: no background checkpoint";
 }
 

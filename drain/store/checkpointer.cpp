@@ -73,12 +73,18 @@ void Checkpointer::run() {
     bool copied = false;
     if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
       sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+      {
+        std::lock_guard hold(mutex_);
+        running_db_ = db;
+      }
       // A read opens the file and finds its WAL (a fresh connection knows
       // neither, and its checkpoint would do nothing).
       int log = 0, done = 0;
       copied = sqlite3_exec(db, "PRAGMA schema_version", nullptr, nullptr, nullptr) == SQLITE_OK &&
                sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK &&
                done > 0;
+      std::lock_guard hold(mutex_);
+      running_db_ = nullptr;  // before the close: forget() interrupts only a live connection
     }
     sqlite3_close(db);
     lock.lock();
@@ -91,7 +97,7 @@ void Checkpointer::run() {
   }
 }
 
-void Checkpointer::forget(const std::string& file) {
+void Checkpointer::forget(const std::string& file, bool wait) {
   std::unique_lock lock(mutex_);
   for (auto it = queue_.begin(); it != queue_.end();) {
     if (it->second == file) {
@@ -101,7 +107,11 @@ void Checkpointer::forget(const std::string& file) {
       ++it;
     }
   }
-  finished_.wait(lock, [&] { return running_ != file; });
+  if (wait) {
+    finished_.wait(lock, [&] { return running_ != file; });
+  } else if (running_ == file && running_db_ != nullptr) {
+    sqlite3_interrupt(running_db_);
+  }
 }
 
 std::uint64_t Checkpointer::background_checkpoints() const {

@@ -40,9 +40,13 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // The file is about to be detached, moved or removed: drops its pending
-  // request and waits while a checkpoint of it is running.
-  void forget(const std::string& file);
+  // The file is about to be detached and moved aside: drops its pending
+  // request. With `wait`, also waits while a checkpoint of it runs (before an
+  // archive folds its WAL in). Without, a running checkpoint of it is
+  // interrupted (copying a file about to be deleted is wasted disk time) and
+  // ends on its own descriptors, which a rename does not disturb: expiry
+  // never waits.
+  void forget(const std::string& file, bool wait);
 
   std::uint64_t background_checkpoints() const;
   std::uint64_t inline_checkpoints() const;
@@ -63,7 +67,8 @@ class Checkpointer {
   std::condition_variable finished_;
   std::map<std::string, Schema> schemas_;
   std::deque<std::pair<std::string, std::string>> queue_;  // schema, file
-  std::string running_;  // the file being checkpointed, "" when idle
+  std::string running_;       // the file being checkpointed, "" when idle
+  sqlite3* running_db_ = nullptr;  // its connection, while checkpointing
   std::uint64_t background_ = 0;
   std::uint64_t inline_ = 0;
   bool stop_ = false;

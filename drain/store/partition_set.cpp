@@ -241,7 +241,7 @@ std::expected<PartitionSet::Expired, std::string> PartitionSet::expire(std::int6
     p.span_complete.reset();
     p.span_open.reset();
     p.span_data.reset();
-    if (release_hook_) release_hook_(p.file);
+    if (release_hook_) release_hook_(p.file, !archive_dir.empty());
     // An archived partition must be whole in its own file: fold its WAL in
     // first (the connection does not checkpoint what it detaches).
     if (!archive_dir.empty()) (void)sql::exec(db_, "PRAGMA " + p.schema + ".wal_checkpoint(TRUNCATE)");

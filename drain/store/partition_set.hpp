@@ -61,8 +61,11 @@ class PartitionSet {
   std::size_t size() const { return parts_.size(); }
   // The file of an attached partition's schema ("p3"), "" when none.
   std::string file_of(const std::string& schema) const;
-  // Called with a partition's file before it is detached, moved or removed.
-  void set_release_hook(std::function<void(const std::string& file)> hook) { release_hook_ = std::move(hook); }
+  // Called with a partition's file before it is detached and moved aside;
+  // `archiving`: its WAL is to be folded into it first.
+  void set_release_hook(std::function<void(const std::string& file, bool archiving)> hook) {
+    release_hook_ = std::move(hook);
+  }
   std::int64_t oldest_start_ns() const { return parts_.empty() ? 0 : parts_.front()->start_ns; }
   const std::string& directory() const { return directory_; }
 
@@ -82,7 +85,7 @@ class PartitionSet {
   // gigabytes): expire() renames the files out of the way and this thread
   // unlinks them, so the drain's loop does not wait.
   std::thread remover_;
-  std::function<void(const std::string&)> release_hook_;
+  std::function<void(const std::string&, bool)> release_hook_;
 };
 
 }  // namespace shmtrace::drain

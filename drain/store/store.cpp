@@ -210,7 +210,8 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
   impl->checkpointer = std::make_unique<Checkpointer>(impl->db, [raw](const std::string& schema) {
     return schema == "main" ? raw->path : raw->partitions->file_of(schema);
   });
-  impl->partitions->set_release_hook([raw](const std::string& file) { raw->checkpointer->forget(file); });
+  impl->partitions->set_release_hook(
+      [raw](const std::string& file, bool archiving) { raw->checkpointer->forget(file, archiving); });
   return Store(std::move(impl));
 }
 
