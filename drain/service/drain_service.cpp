@@ -170,7 +170,12 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
   first_attempt.erase(name);
   std::optional<ErrorCursorRow> resume;
   if (auto cursor = store.error_cursor(name)) resume = *cursor;  // the database may be down: from the start
-  live.emplace(name, SegmentConsumer(std::move(*segment), resume, &redactor, options.stats_interval));
+  // A resumed segment's rings may still start with records of a thread that
+  // has ended since (their ThreadStart already stored): credit them to it.
+  std::map<std::uint32_t, std::uint32_t> ring_threads;
+  if (auto known = store.ring_threads(name)) ring_threads = std::move(*known);
+  live.emplace(name, SegmentConsumer(std::move(*segment), resume, &redactor, options.stats_interval,
+                                     std::move(ring_threads)));
   m.segments_attached.add();
 }
 

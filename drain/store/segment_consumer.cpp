@@ -291,8 +291,12 @@ ProcessRow process_row(const reader::Segment& segment) {
 }  // namespace
 
 SegmentConsumer::SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume,
-                                 const Redactor* redactor, std::chrono::milliseconds stats_interval)
-    : segment_(std::move(segment)), redactor_(redactor), stats_interval_(stats_interval) {
+                                 const Redactor* redactor, std::chrono::milliseconds stats_interval,
+                                 std::map<std::uint32_t, std::uint32_t> ring_threads)
+    : segment_(std::move(segment)),
+      redactor_(redactor),
+      ring_tid_(std::move(ring_threads)),
+      stats_interval_(stats_interval) {
   if (resume) cursor_ = reader::ErrorCursor{resume->chunk, resume->offset, resume->spill_offset};
   process_ = process_row(segment_);
   const abi::SegmentHeader& h = segment_.header();

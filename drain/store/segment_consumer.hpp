@@ -41,8 +41,11 @@ class SegmentConsumer {
   // resume: the error cursor stored with the segment's last committed batch.
   // Call-site statistics are snapshot every stats_interval (and once more
   // with the process's fate); 0 = at every collect().
+  // ring_threads: Store::ring_threads() of the segment, for a drain that
+  // resumes it.
   SegmentConsumer(reader::Segment segment, std::optional<ErrorCursorRow> resume, const Redactor* redactor,
-                  std::chrono::milliseconds stats_interval = std::chrono::seconds(1));
+                  std::chrono::milliseconds stats_interval = std::chrono::seconds(1),
+                  std::map<std::uint32_t, std::uint32_t> ring_threads = {});
 
   // Appends what the segment holds now, at most max_per_ring records from
   // each ring and from the overflow area.

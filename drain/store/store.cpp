@@ -430,6 +430,23 @@ StoreResult<std::optional<ErrorCursorRow>> Store::error_cursor(const std::string
   return out;
 }
 
+StoreResult<std::map<std::uint32_t, std::uint32_t>> Store::ring_threads(const std::string& segment) {
+  auto s = sql::Statement::prepare(impl_->db,
+                                   "SELECT e.ring, e.value FROM process_events e JOIN processes p USING (process_key) "
+                                   "WHERE p.segment = ? AND e.kind = 'thread_start' AND e.ring <> " +
+                                       std::to_string(kOverflowRing) + " ORDER BY e.ring, e.position");
+  if (!s) return std::unexpected(StoreError{s.error()});
+  sql::Binder{s->get()}(segment);
+  std::map<std::uint32_t, std::uint32_t> out;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s->get())) == SQLITE_ROW) {
+    out[static_cast<std::uint32_t>(sqlite3_column_int64(s->get(), 0))] =
+        static_cast<std::uint32_t>(sqlite3_column_int64(s->get(), 1));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(impl_->fail("ring threads of " + segment));
+  return out;
+}
+
 StoreResult<std::uint64_t> Store::Impl::delete_expired(const char* table, const char* key, const char* time_column,
                                                       std::int64_t cutoff) {
   const std::string text = std::string("DELETE FROM ") + table + " WHERE (" + key + ") IN (SELECT " + key + " FROM " +

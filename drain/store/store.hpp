@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <map>
 #include <vector>
 
 #include "store/batch.hpp"
@@ -87,6 +88,10 @@ class Store {
 
   // Error-area progress of a segment stored earlier (absent: from the start).
   StoreResult<std::optional<ErrorCursorRow>> error_cursor(const std::string& segment);
+  // Per ring, the thread of the last thread_start stored from it: whose
+  // records a restarted drain finds first in the ring (a later owner's come
+  // after its own thread_start).
+  StoreResult<std::map<std::uint32_t, std::uint32_t>> ring_threads(const std::string& segment);
 
   // Removes what is older than the retention: whole partitions, and rows of
   // the main file in bounded steps (call again while rows_deleted > 0).
