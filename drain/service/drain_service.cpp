@@ -425,6 +425,9 @@ void Drain::Impl::publish_metrics() {
   if (auto ok = store.write_metrics(wall_ns(), samples); !ok) log("metrics table: " + ok.error().message);
 }
 
+// How long a stopping drain goes on storing what producers still write.
+constexpr std::chrono::seconds kStopFlushLimit{5};
+
 std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
   Impl& d = *impl_;
   while (true) {
@@ -432,11 +435,17 @@ std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
     auto moved = cycle();
     if (!moved) return std::unexpected(moved.error());
     if (stopping) {
-      // Flush: cycles until nothing moves, then stop.
+      // Flush: cycles until nothing moves, then stop; bounded, since
+      // producers that keep writing would keep it moving for ever.
+      const auto limit = Clock::now() + kStopFlushLimit;
       while (true) {
         auto more = cycle();
         if (!more) return std::unexpected(more.error());
         if (!*more) break;
+        if (Clock::now() >= limit) {
+          d.log("stopping with producers still writing: what they write from now on waits for the next drain");
+          break;
+        }
       }
       break;
     }

@@ -17,6 +17,7 @@
 // stderr line each), 2 on bad usage.
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -252,7 +253,13 @@ int run(const Options& o) {
   std::vector<pid_t> workers;
   for (int i = 0; i < w.workers; ++i) {
     const pid_t pid = ::fork();
-    if (pid == 0) ::_exit(shmtrace::demo::run_worker(i, w));
+    if (pid == 0) {
+      // A worker ends with the demo, whatever ends it (the drain too ends
+      // with it: drain_process.cpp).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() == 1) ::_exit(1);  // the demo died before the line above
+      ::_exit(shmtrace::demo::run_worker(i, w));
+    }
     if (pid < 0) {
       say(std::string("fork: ") + std::strerror(errno));
       kill_all(workers);

@@ -42,6 +42,33 @@ std::string describe_wait_status(int status) {
   return "wait status " + std::to_string(status);
 }
 
+namespace {
+
+// The running drain child and the demo's own pid, for the signal handler:
+// a demo stopped by a signal (SIGTERM to its pid alone, a closed terminal)
+// stops its drain too, which would otherwise go on taking every segment on
+// the machine. Forked workers inherit the handler; the pid check keeps
+// them from acting on it.
+volatile sig_atomic_t g_drain_pid = 0;
+volatile sig_atomic_t g_demo_pid = 0;
+
+extern "C" void stop_drain_and_die(int sig) {
+  if (::getpid() == g_demo_pid && g_drain_pid > 0) ::kill(g_drain_pid, SIGTERM);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void forward_fatal_signals(pid_t drain) {
+  g_demo_pid = ::getpid();
+  g_drain_pid = drain;
+  struct sigaction action {};
+  action.sa_handler = stop_drain_and_die;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::sigaction(sig, &action, nullptr);
+}
+
+}  // namespace
+
 std::expected<DrainProcess, std::string> DrainProcess::start(const std::string& drain, const std::string& database,
                                                              std::chrono::milliseconds ready_within) {
   if (!executable(drain)) {
@@ -54,6 +81,7 @@ std::expected<DrainProcess, std::string> DrainProcess::start(const std::string& 
     return std::unexpected("cannot start " + drain + ": " + std::strerror(rc));
   }
   DrainProcess process(pid);
+  forward_fatal_signals(pid);
   const auto deadline = std::chrono::steady_clock::now() + ready_within;
   struct stat st {};
   while (::stat(database.c_str(), &st) != 0) {
@@ -74,6 +102,7 @@ DrainProcess::~DrainProcess() {
   ::kill(pid_, SIGKILL);
   int status = 0;
   ::waitpid(pid_, &status, 0);
+  g_drain_pid = 0;
 }
 
 std::optional<std::string> DrainProcess::died() {
@@ -81,6 +110,7 @@ std::optional<std::string> DrainProcess::died() {
   int status = 0;
   const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
   if (reaped == 0) return std::nullopt;
+  g_drain_pid = 0;
   const pid_t pid = std::exchange(pid_, -1);
   if (reaped < 0) return "shmtrace-drain (pid " + std::to_string(pid) + ") is lost: " + std::strerror(errno);
   return "shmtrace-drain (pid " + std::to_string(pid) + ") ended with " + describe_wait_status(status);
@@ -96,6 +126,7 @@ std::expected<void, std::string> DrainProcess::stop(std::chrono::milliseconds wi
     const pid_t reaped = ::waitpid(pid, &status, WNOHANG);
     if (reaped == pid) break;
     if (reaped < 0) {
+      g_drain_pid = 0;
       pid_ = -1;
       return std::unexpected("shmtrace-drain (pid " + std::to_string(pid) + ") is lost: " + std::strerror(errno));
     }
@@ -105,6 +136,7 @@ std::expected<void, std::string> DrainProcess::stop(std::chrono::milliseconds wi
     }
     std::this_thread::sleep_for(kPollInterval);
   }
+  g_drain_pid = 0;
   pid_ = -1;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return std::unexpected("shmtrace-drain (pid " + std::to_string(pid) + ") stopped with " +

@@ -1,7 +1,9 @@
 // The real shmtrace-drain as a child process of the demo: started with
 // posix_spawn (no fork handlers run, so the runtime gives it no segment of
 // its own), watched while the workload runs, stopped with SIGTERM (the
-// drain stores everything pending and exits 0). Errors are one line each.
+// drain stores everything pending and exits 0). A demo stopped by a signal
+// (SIGTERM, SIGINT, SIGHUP, SIGQUIT) sends its drain SIGTERM first. Errors
+// are one line each.
 #ifndef SHMTRACE_TOOLS_DEMO_DRAIN_PROCESS_HPP
 #define SHMTRACE_TOOLS_DEMO_DRAIN_PROCESS_HPP
 
