@@ -19,33 +19,18 @@
 #include <thread>
 #include <vector>
 
+#include "store/schema.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
 using shmtrace::drain::alerts::default_rules;
 using shmtrace::drain::alerts::Evaluator;
-using shmtrace::drain::alerts::kAlertsTableSql;
 using shmtrace::drain::alerts::Rule;
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kSecond = 1'000'000'000;
 
-// The columns of drain/store/store.cpp's processes and errors tables.
-constexpr const char* kStoreTablesSql = R"sql(
-  CREATE TABLE processes (
-    process_key INTEGER PRIMARY KEY, segment TEXT NOT NULL UNIQUE,
-    pid INTEGER NOT NULL, ppid INTEGER NOT NULL, exe TEXT NOT NULL, cmdline TEXT NOT NULL,
-    start_ns INTEGER NOT NULL, end_ns INTEGER,
-    state TEXT NOT NULL DEFAULT 'running', exit_status INTEGER, exec_target TEXT,
-    trace_id TEXT NOT NULL, parent_span_id INTEGER NOT NULL);
-  CREATE TABLE errors (
-    process_key INTEGER NOT NULL, sequence INTEGER NOT NULL,
-    ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, tid INTEGER NOT NULL, span_id INTEGER NOT NULL,
-    trace_id TEXT NOT NULL, grp TEXT NOT NULL, span_name TEXT NOT NULL,
-    type TEXT NOT NULL, message TEXT NOT NULL, preview TEXT NOT NULL,
-    signal INTEGER NOT NULL, fault_address INTEGER NOT NULL, frames TEXT NOT NULL,
-    PRIMARY KEY (process_key, sequence));
-)sql";
 
 Rule make_rule(std::string name, std::string sql, Rule::Compare compare, double threshold,
                std::chrono::milliseconds interval = 1s) {
@@ -66,8 +51,8 @@ class AlertEvaluatorTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
     ASSERT_EQ(sqlite3_open((dir_ / "db.sqlite").c_str(), &db_), SQLITE_OK);
-    exec(kStoreTablesSql);
-    exec(kAlertsTableSql);
+    // The store's own schema (processes, errors, alerts, ...), not a copy.
+    for (const std::string& migration : shmtrace::drain::schema::main_migrations()) exec(migration);
   }
 
   void TearDown() override {

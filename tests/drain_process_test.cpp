@@ -21,18 +21,6 @@ namespace {
 
 RunResult drain_once(const std::string& db) { return run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"}); }
 
-// Each thread's counters are exactly 0..n-1, each once.
-void expect_exact_counters(const Database& d, pid_t pid, int threads, long n) {
-  const std::string of_pid =
-      " FROM span_data r JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(pid) + " AND r.kind = 'counter'";
-  EXPECT_EQ(d.number("SELECT count(*)" + of_pid), threads * n);
-  EXPECT_EQ(d.number("SELECT count(DISTINCT tid)" + of_pid), threads);
-  EXPECT_EQ(d.number("SELECT count(*) FROM (SELECT tid, count(DISTINCT value) c, min(CAST(value AS INTEGER)) lo, "
-                     "max(CAST(value AS INTEGER)) hi" + of_pid + " GROUP BY tid) WHERE c = " + std::to_string(n) +
-                     " AND lo = 0 AND hi = " + std::to_string(n - 1)),
-            threads);
-}
-
 TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
   const TempDb db("exact");
   std::vector<pid_t> pids;

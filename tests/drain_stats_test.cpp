@@ -230,16 +230,6 @@ bool wait_for_consumer(pid_t pid, int timeout_ms) {
 
 std::string of_pid(pid_t pid) { return " JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(pid); }
 
-// Each thread's counters are exactly 0..n-1, each once.
-void expect_exact_counters(const Database& d, pid_t pid, int threads, long n) {
-  const std::string counters = " FROM span_data r" + of_pid(pid) + " AND r.kind = 'counter'";
-  EXPECT_EQ(d.number("SELECT count(*)" + counters), threads * n);
-  EXPECT_EQ(d.number("SELECT count(*) FROM (SELECT tid, count(DISTINCT value) c, min(CAST(value AS INTEGER)) lo, "
-                     "max(CAST(value AS INTEGER)) hi" + counters + " GROUP BY tid) WHERE c = " + std::to_string(n) +
-                     " AND lo = 0 AND hi = " + std::to_string(n - 1)),
-            threads);
-}
-
 // block: the producer is far faster than the drain (a few ns a record
 // against a microsecond), and waits for it instead of dropping.
 TEST(DrainStats, BlockPolicyAgainstALiveDrainStoresEverythingAndDropsNothing) {

@@ -1,10 +1,13 @@
 // A drain database for a test: a path in /tmp whose files (partitions, spill,
 // lock) are removed before and after, and a query handle that sees the time
-// partitions through the views spans and span_data.
+// partitions through the views spans and span_data; checks the drain tests
+// share.
 #ifndef SHMTRACE_TEST_DATABASE_HPP
 #define SHMTRACE_TEST_DATABASE_HPP
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -63,6 +66,19 @@ struct Database {
   sqlite3* db = nullptr;
   std::string error;
 };
+
+// The counters st_producer's `sequence` mode wrote from process `pid`:
+// `threads` threads, each exactly 0..n-1, each once.
+inline void expect_exact_counters(const Database& d, pid_t pid, int threads, long n) {
+  const std::string of_pid = " FROM span_data r JOIN processes p USING (process_key) WHERE p.pid = " +
+                             std::to_string(pid) + " AND r.kind = 'counter'";
+  EXPECT_EQ(d.number("SELECT count(*)" + of_pid), threads * n);
+  EXPECT_EQ(d.number("SELECT count(DISTINCT tid)" + of_pid), threads);
+  EXPECT_EQ(d.number("SELECT count(*) FROM (SELECT tid, count(DISTINCT value) c, min(CAST(value AS INTEGER)) lo, "
+                     "max(CAST(value AS INTEGER)) hi" + of_pid + " GROUP BY tid) WHERE c = " + std::to_string(n) +
+                     " AND lo = 0 AND hi = " + std::to_string(n - 1)),
+            threads);
+}
 
 }  // namespace shmtrace::test
 
