@@ -144,7 +144,7 @@ TEST(StoreRetention, OpenSpansAreCompletedByTheirEndInALaterBatch) {
   EXPECT_EQ(d.number("SELECT status FROM spans"), 1);
 }
 
-TEST(StoreRetention, ReopenedStoreFindsItsPartitionsAndDropsOrphans) {
+TEST(StoreRetention, ReopenedStoreFindsItsPartitionsAndLeavesFilesItDoesNotOwn) {
   const TempDb db("reopen");
   const std::int64_t now = now_ns();
   {
@@ -152,12 +152,16 @@ TEST(StoreRetention, ReopenedStoreFindsItsPartitionsAndDropsOrphans) {
     ASSERT_TRUE(store);
     ASSERT_TRUE(store->write(spans_at("seg.d", 0, now, 20)));
   }
-  // A file no catalog row names: left by a drain killed mid-expiry.
+  // A file no catalog row names (expiry renames a file before its row goes,
+  // so this is nothing the store left): not ours to delete. A file set aside
+  // for expiry is.
   std::filesystem::copy_file(db.path + ".parts/p1.db", db.path + ".parts/p99.db");
+  std::filesystem::copy_file(db.path + ".parts/p1.db", db.path + ".parts/p98.db.expired");
   auto store = drain::Store::open(db);
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ(store->partition_count(), 1u);
-  EXPECT_FALSE(std::filesystem::exists(db.path + ".parts/p99.db"));
+  EXPECT_TRUE(std::filesystem::exists(db.path + ".parts/p99.db"));
+  EXPECT_FALSE(std::filesystem::exists(db.path + ".parts/p98.db.expired"));
   ASSERT_TRUE(store->write(spans_at("seg.d", 100, now, 20)));
   Database d(db);
   EXPECT_EQ(d.number("SELECT count(*) FROM spans"), 40);

@@ -29,6 +29,20 @@ std::expected<void, std::string> create_file(const std::string& file) {
   return {};
 }
 
+// A partition's file name, from its id: p<id>.db.
+std::string file_name(std::int64_t id) { return "p" + std::to_string(id) + ".db"; }
+
+bool parse_file_name(const std::string& name, std::int64_t& id) {
+  if (name.size() < 5 || name[0] != 'p' || !name.ends_with(".db")) return false;
+  const std::string digits = name.substr(1, name.size() - 4);
+  if (digits.empty() || digits.size() > 18) return false;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+  }
+  id = std::stoll(digits);
+  return true;
+}
+
 constexpr const char* kSqliteSuffixes[] = {"", "-wal", "-shm", "-journal"};
 
 // Removes a partition file and what SQLite keeps beside it.
@@ -99,71 +113,101 @@ std::expected<void, std::string> PartitionSet::attach(Partition& p) {
   return {};
 }
 
+std::string PartitionSet::file_for(std::int64_t id) const { return directory_ + "/" + file_name(id); }
+
 std::expected<void, std::string> PartitionSet::load() {
-  if (::mkdir(directory_.c_str(), 0700) != 0 && errno != EEXIST) {
-    return std::unexpected("cannot create " + directory_ + ": " + std::strerror(errno));
-  }
-  auto listed = sql::Statement::prepare(db_, "SELECT partition_id, file, start_ns, end_ns FROM partitions ORDER BY start_ns");
+  auto listed = sql::Statement::prepare(db_, "SELECT partition_id, start_ns, end_ns FROM partitions ORDER BY start_ns");
   if (!listed) return std::unexpected(listed.error());
-  std::vector<std::int64_t> missing;
+  std::vector<std::unique_ptr<Partition>> rows;
   while (sqlite3_step(listed->get()) == SQLITE_ROW) {
     auto p = std::make_unique<Partition>();
     p->id = sqlite3_column_int64(listed->get(), 0);
-    p->file = reinterpret_cast<const char*>(sqlite3_column_text(listed->get(), 1));
-    p->start_ns = sqlite3_column_int64(listed->get(), 2);
-    p->end_ns = sqlite3_column_int64(listed->get(), 3);
-    if (::access(p->file.c_str(), F_OK) != 0) {
-      missing.push_back(p->id);
-      continue;
-    }
-    parts_.push_back(std::move(p));
+    p->start_ns = sqlite3_column_int64(listed->get(), 1);
+    p->end_ns = sqlite3_column_int64(listed->get(), 2);
+    p->file = file_for(p->id);
+    rows.push_back(std::move(p));
   }
   listed->reset();
-  for (std::int64_t id : missing) {
-    (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(id));
+  struct stat dir {};
+  if (::lstat(directory_.c_str(), &dir) != 0) {
+    if (errno != ENOENT) return std::unexpected("cannot examine " + directory_ + ": " + std::strerror(errno));
+    // The catalog names files that should be there: the database was moved
+    // without its partitions. Starting would forget them all.
+    if (!rows.empty()) {
+      return std::unexpected("its catalog lists " + std::to_string(rows.size()) + " partitions but " + directory_ +
+                             " does not exist (move it back beside the database)");
+    }
+    if (::mkdir(directory_.c_str(), 0700) != 0 && errno != EEXIST) {
+      return std::unexpected("cannot create " + directory_ + ": " + std::strerror(errno));
+    }
+  } else if (!S_ISDIR(dir.st_mode)) {
+    return std::unexpected(directory_ + " is not a directory");
+  }
+  // Names are always p<id>.db beside the database: catalogs written by an
+  // older drain kept the path as it was typed (relative to its working
+  // directory), which read from anywhere else named nothing.
+  (void)sql::exec(db_, "UPDATE partitions SET file = 'p' || partition_id || '.db' WHERE file <> 'p' || partition_id || '.db'");
+  std::set<std::int64_t> listed_ids;
+  for (auto& p : rows) {
+    listed_ids.insert(p->id);
+    next_id_ = std::max(next_id_, p->id + 1);
+    if (::access(p->file.c_str(), F_OK) == 0) {
+      parts_.push_back(std::move(p));
+      continue;
+    }
+    // Gone: set aside by an expiry that was interrupted before it could drop
+    // the row (the file is ours, renamed by us), or removed by hand.
+    if (::access((p->file + ".expired").c_str(), F_OK) != 0) {
+      note("partition " + p->file + " is listed but missing: the spans it held are gone");
+    }
+    (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p->id));
   }
   for (auto& p : parts_) {
     if (auto ok = attach(*p); !ok) return ok;
   }
-  // Files no catalog row names: left by a drain killed between removing the
-  // row and the file.
-  std::set<std::string> known;
-  for (auto& p : parts_) known.insert(p->file);
-  if (DIR* dir = ::opendir(directory_.c_str())) {
-    std::vector<std::string> orphans;
-    while (const dirent* e = ::readdir(dir)) {
+  // Only files this store renamed for deletion are removed; a p<id>.db no
+  // catalog row names is left where it is (it may be another database's,
+  // copied in by hand) and a new partition never takes its id.
+  if (DIR* d = ::opendir(directory_.c_str())) {
+    std::vector<std::string> expired;
+    while (const dirent* e = ::readdir(d)) {
       const std::string name = e->d_name;
-      if (name.size() > 4 && name[0] == 'p' && name.ends_with(".db") && !known.contains(directory_ + "/" + name)) {
-        orphans.push_back(directory_ + "/" + name);
-      } else if (name[0] == 'p' && name.ends_with(".expired")) {
-        orphans.push_back(directory_ + "/" + name);
+      std::int64_t id = 0;
+      if (name.ends_with(".expired") && parse_file_name(name.substr(0, name.size() - 8), id)) {
+        expired.push_back(directory_ + "/" + name);
+      } else if (parse_file_name(name, id)) {
+        next_id_ = std::max(next_id_, id + 1);
+        if (!listed_ids.contains(id)) note("leaving " + directory_ + "/" + name + " alone: no catalog row names it");
       }
     }
-    ::closedir(dir);
-    for (const std::string& f : orphans) remove_files(f);
+    ::closedir(d);
+    for (const std::string& f : expired) remove_files(f);
   }
   return {};
 }
 
 std::expected<void, std::string> PartitionSet::create(std::int64_t start_ns, std::int64_t end_ns) {
-  auto insert = sql::Statement::prepare(db_, "INSERT INTO partitions (file, start_ns, end_ns) VALUES (?, ?, ?)");
-  if (!insert) return std::unexpected(insert.error());
   auto p = std::make_unique<Partition>();
+  p->id = next_id_;
   p->start_ns = start_ns;
   p->end_ns = end_ns;
-  // The id is only known after the insert; the file is named after it.
-  const std::string pending = directory_ + "/new-" + std::to_string(start_ns) + ".db";
-  sql::Binder{insert->get()}(pending)(start_ns)(end_ns);
+  p->file = file_for(p->id);
+  // Never a file that is already there: it is not ours to write into.
+  struct stat existing {};
+  while (::lstat(p->file.c_str(), &existing) == 0) {
+    p->id = ++next_id_;
+    p->file = file_for(p->id);
+  }
+  auto insert = sql::Statement::prepare(
+      db_, "INSERT INTO partitions (partition_id, file, start_ns, end_ns) VALUES (?, ?, ?, ?)");
+  if (!insert) return std::unexpected(insert.error());
+  sql::Binder{insert->get()}(p->id)(file_name(p->id))(start_ns)(end_ns);
   if (!sql::step_done(insert->get())) return std::unexpected(std::string("cannot add a partition: ") + sqlite3_errmsg(db_));
-  p->id = sqlite3_last_insert_rowid(db_);
-  p->file = directory_ + "/p" + std::to_string(p->id) + ".db";
+  ++next_id_;
   if (auto ok = create_file(p->file); !ok) {
+    remove_files(p->file);  // created by us just now, or not at all
     (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p->id));
     return ok;
-  }
-  if (auto named = sql::Statement::prepare(db_, "UPDATE partitions SET file = ? WHERE partition_id = ?")) {
-    sql::Binder{named->get()}(p->file)(p->id);
-    (void)sql::step_done(named->get());
   }
   if (auto ok = attach(*p); !ok) return ok;
   const auto at = std::upper_bound(parts_.begin(), parts_.end(), start_ns,
@@ -248,21 +292,25 @@ std::expected<PartitionSet::Expired, std::string> PartitionSet::expire(std::int6
     if (auto ok = sql::exec(db_, "DETACH DATABASE " + p.schema); !ok) {
       return std::unexpected("cannot detach " + p.file + ": " + ok.error());
     }
-    if (auto ok = sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p.id)); !ok) {
-      (void)attach(p);
-      return std::unexpected(ok.error());
-    }
+    // The file leaves its name before its row goes: a drain killed between
+    // the two finds the row, the file under its .expired name, and finishes
+    // the expiry; it never finds a p<id>.db no row names.
     const std::string file = p.file;
-    parts_.erase(parts_.begin());
-    last_ = nullptr;
     if (!archive_dir.empty()) {
-      // A file that cannot be moved stays where it is until the next start.
-      if (auto ok = move_files(file, archive_dir); !ok) return std::unexpected(ok.error());
+      if (auto ok = move_files(file, archive_dir); !ok) {
+        (void)attach(p);
+        return std::unexpected(ok.error());
+      }
       ++out.archived;
     } else {
       doomed.push_back(set_aside(file));
       ++out.removed;
     }
+    if (auto ok = sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p.id)); !ok) {
+      return std::unexpected(ok.error());  // the next start drops the row of the file set aside
+    }
+    parts_.erase(parts_.begin());
+    last_ = nullptr;
   }
   if (!doomed.empty()) {
     if (remover_.joinable()) remover_.join();  // the previous expiry's files, long gone by now

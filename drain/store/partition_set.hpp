@@ -3,6 +3,14 @@
 // [start_ns, end_ns), attached to the drain's connection as schema p<id>,
 // listed in the main file's partitions table.
 //
+// The catalog stores a partition's file name relative to the database
+// ("p<id>.db" in the directory <db>.parts beside it), so the database is one
+// place however its path is spelled, from whatever working directory, and
+// after the directory holding it was moved. The store removes only files it
+// can prove are its own: a partition it set aside for expiry (renamed
+// p<id>.db.expired before its catalog row goes). A p<id>.db no row names is
+// left alone and its id never reused.
+//
 // ATTACH and DETACH cannot run inside a transaction, so a batch is stored in
 // two steps: plan() attaches every partition the batch needs (creating new
 // ones), then inside the transaction route() only looks them up.
@@ -24,7 +32,7 @@ namespace shmtrace::drain {
 struct Partition {
   std::int64_t id = 0;
   std::string schema;  // p<id>
-  std::string file;    // absolute path
+  std::string file;    // <directory>/p<id>.db
   std::int64_t start_ns = 0;
   std::int64_t end_ns = 0;
   // Prepared on first use, finalized before DETACH.
@@ -38,9 +46,14 @@ class PartitionSet {
   // width_ns: a new partition's window; retention_ns: age at which one expires.
   PartitionSet(sqlite3* db, std::string directory, std::int64_t width_ns, std::int64_t retention_ns);
 
-  // Attaches the catalog's partitions; a listed file that is missing is
-  // dropped from the catalog, a file the catalog does not list is removed.
+  // Attaches the catalog's partitions. A listed file that is missing is
+  // dropped from the catalog (said through the note sink unless an
+  // interrupted expiry explains it); a catalog that lists partitions when the
+  // directory itself is missing is refused (the database was moved without
+  // it).
   std::expected<void, std::string> load();
+  // Where load() and later calls say what they found and left alone.
+  void set_note_sink(std::function<void(const std::string&)> sink) { note_ = std::move(sink); }
 
   // Makes sure a partition exists for each timestamp (outside a transaction).
   std::expected<std::uint64_t, std::string> plan(const std::vector<std::int64_t>& timestamps, std::int64_t now_ns);
@@ -71,6 +84,10 @@ class PartitionSet {
 
  private:
   std::expected<void, std::string> attach(Partition& p);
+  std::string file_for(std::int64_t id) const;
+  void note(const std::string& line) const {
+    if (note_) note_(line);
+  }
   std::expected<void, std::string> create(std::int64_t start_ns, std::int64_t end_ns);
   std::expected<void, std::string> extend_newest(std::int64_t end_ns);
 
@@ -80,6 +97,8 @@ class PartitionSet {
   std::int64_t retention_ns_;
   std::size_t max_attached_;
   std::vector<std::unique_ptr<Partition>> parts_;  // by start_ns, windows disjoint
+  std::int64_t next_id_ = 1;  // above every id listed or found on disk
+  std::function<void(const std::string&)> note_;
   Partition* last_ = nullptr;                      // route()'s cache: rows come in runs
   // Deleting a large file takes the filesystem a while (hundreds of ms for
   // gigabytes): expire() renames the files out of the way and this thread

@@ -24,17 +24,36 @@ std::string quoted(const std::string& text) {
   return out + "'";
 }
 
+// A path as the file part of an SQLite URI: %, ? and # would end or escape it.
+std::string uri_path(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '%') out += "%25";
+    else if (c == '?') out += "%3f";
+    else if (c == '#') out += "%23";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::expected<std::string, std::string> query_views_sql(sqlite3* db, bool read_only) {
-  auto listed = sql::Statement::prepare(db, "SELECT partition_id, file FROM partitions ORDER BY start_ns");
+  auto listed = sql::Statement::prepare(db, "SELECT partition_id FROM partitions ORDER BY start_ns");
   if (!listed) return std::unexpected("not a shmtrace database (no partitions table): " + listed.error());
+  // Partitions live in <db>.parts beside the main file, named by their id
+  // (partition_set.hpp); SQLite knows the main file's absolute path, so the
+  // statements work from any working directory.
+  const char* main_file = sqlite3_db_filename(db, "main");
+  if (main_file == nullptr || *main_file == '\0') return std::unexpected(std::string("not a database file"));
+  const std::string directory = std::string(main_file) + ".parts/";
   std::vector<std::string> schemas;
   std::string text;
   while (sqlite3_step(listed->get()) == SQLITE_ROW) {
-    const std::string schema = "p" + std::to_string(sqlite3_column_int64(listed->get(), 0));
-    const std::string file = reinterpret_cast<const char*>(sqlite3_column_text(listed->get(), 1));
-    text += "ATTACH DATABASE " + quoted(read_only ? "file:" + file + "?mode=ro" : file) + " AS " + schema + ";\n";
+    const std::int64_t id = sqlite3_column_int64(listed->get(), 0);
+    const std::string schema = "p" + std::to_string(id);
+    const std::string file = directory + schema + ".db";
+    text += "ATTACH DATABASE " + quoted(read_only ? "file:" + uri_path(file) + "?mode=ro" : file) + " AS " + schema + ";\n";
     schemas.push_back(schema);
   }
   // Version-1 rows first, then each partition in time order.

@@ -205,6 +205,7 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
   const std::int64_t max_attached = std::max(4, sqlite3_limit(impl->db, SQLITE_LIMIT_ATTACHED, -1));
   width_ns = std::max(width_ns, retention_ns / (max_attached - 3) + 1);
   impl->partitions = std::make_unique<PartitionSet>(impl->db, path + ".parts", width_ns, retention_ns);
+  if (options.log) impl->partitions->set_note_sink([log = options.log, path](const std::string& line) { log(path + ": " + line); });
   if (auto ok = impl->partitions->load(); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
   Impl* raw = impl.get();
   impl->checkpointer = std::make_unique<Checkpointer>(impl->db, [raw](const std::string& schema) {

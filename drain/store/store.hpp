@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,9 @@ struct StoreOptions {
   // partitions retention needs would exceed SQLite's attach limit.
   std::chrono::seconds partition{0};
   std::string archive_dir;  // expired partitions are moved here; "" = removed
+  // One line for each thing the store found and left alone (files it does
+  // not own, partitions gone missing); none when unset.
+  std::function<void(const std::string&)> log;
 };
 
 struct WriteStats {
