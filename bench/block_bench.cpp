@@ -76,10 +76,9 @@ constexpr std::uint64_t kDropSpans = 10'000'000;
 constexpr std::uint64_t kAloneSpans = 10'000'000;
 constexpr std::uint32_t kBlockTimeoutMs = 30'000;
 // The drain service's batch ceiling (kMaxBatchRecords), its wait when a cycle
-// moved nothing (DrainOptions::idle_wait), and its stale-consumer limit.
+// moved nothing (DrainOptions::idle_wait).
 constexpr std::size_t kMaxPerCollect = 32768;
 constexpr auto kIdleWait = std::chrono::milliseconds(2);
-constexpr std::uint64_t kConsumerStaleNs = 2'000'000'000;
 constexpr auto kFindDeadline = std::chrono::seconds(10);
 constexpr auto kIterationDeadline = std::chrono::seconds(120);
 
@@ -217,7 +216,7 @@ std::expected<reader::Segment, std::string> attach_child(const Child& child, abi
         if (h.policy != static_cast<std::uint32_t>(policy)) {
           return std::unexpected(l.name + ": the child runs another full-ring policy than asked");
         }
-        if (!s->claim_consumer(kConsumerStaleNs)) {
+        if (!s->claim_consumer()) {
           return std::unexpected(l.name + " is consumed by another process (pid " + std::to_string(s->consumer_pid()) +
                                  ", a shmtrace-drain?): stop it and run again");
         }

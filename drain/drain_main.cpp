@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cstdio>
 #include <optional>
+#include <string>
 
+#include "reader/reader.hpp"
 #include "service/drain_service.hpp"
 #include "store/query.hpp"
 
@@ -22,6 +24,22 @@ std::atomic<bool> g_stop{false};
 void on_stop(int) { g_stop.store(true, std::memory_order_relaxed); }
 
 void say(const std::string& line) { std::fprintf(stderr, "shmtrace-drain: %s\n", line.c_str()); }
+
+// A message that may quote bytes from a file (a configuration that is not
+// text): control and non-ASCII bytes become '?', and it stays one line.
+std::string printable(const std::string& text) {
+  constexpr std::size_t kMost = 300;
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= kMost) {
+      out += "...";
+      break;
+    }
+    const auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f ? c : '?';
+  }
+  return out;
+}
 
 // "250ms", "90s", "30m", "6h", "7d" (a bare number is in seconds).
 std::string parse_duration(std::string& text) {
@@ -67,6 +85,8 @@ int main(int argc, char** argv) {
   long long retention_ms = 6 * 3600 * 1000LL, partition_ms = 0, circuit_ms = 30'000, retention_check_ms = 60'000,
             metrics_interval_ms = 5'000, stats_interval_ms = 1'000, idle_ms = 2, rescan_ms = 1'000;
   std::uint64_t spill_max_mb = 256;
+  std::uint32_t max_rings = shmtrace::reader::SegmentLimits::kDefaultMaxRings;
+  std::uint64_t max_segment_mb = shmtrace::reader::SegmentLimits::kDefaultMaxSegmentBytes >> 20;
   bool print_views = false;
   auto duration = CLI::Validator(parse_duration, "DURATION");
   app.add_option("-d,--db", o.database, "SQLite database file (created, or migrated to the current schema)")
@@ -85,6 +105,11 @@ int main(int argc, char** argv) {
                  "move expired partitions (SQLite files) here instead of deleting them");
   app.add_option("--spill-file", o.spill_path, "where batches go while the database fails (default <db>.spill)");
   app.add_option("--spill-max-mb", spill_max_mb, "spill file bound in MiB (default 256)")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-rings", max_rings,
+                 "refuse segments declaring more rings than this (default 4096, the runtime's most threads)")
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--max-segment-mb", max_segment_mb, "refuse segments larger than this, in MiB (default 1048576: 1 TiB)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 30));
   app.add_option("--circuit-failures", o.circuit_failures, "failed commits in a row that open the circuit (default 5)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--circuit-open", circuit_ms, "how long the circuit stays open before a probe (default 30s)")
@@ -104,7 +129,23 @@ int main(int argc, char** argv) {
   app.add_option("--sensitive-name", o.sensitive_names, "another argument name whose values are redacted (repeatable)");
   app.add_flag("--print-views", print_views,
                "print the SQL that makes `sqlite3 <db>` see the time partitions (ATTACH + views), then exit");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    // One line, exit 2; what CLI11 quotes (a configuration file's bytes)
+    // comes back printable and bounded.
+    say(printable(e.what()) + " (see --help)");
+    return 2;
+  }
+  if (retention_ms < 1000) {
+    say("--retention must be at least 1s");
+    return 2;
+  }
+  if (partition_ms != 0 && partition_ms < 1000) {
+    say("--partition must be at least 1s (or 0: retention / 6)");
+    return 2;
+  }
 
   if (print_views) {
     auto q = QueryDatabase::open(o.database);
@@ -122,13 +163,20 @@ int main(int argc, char** argv) {
   }
   o.idle_wait = std::chrono::milliseconds(idle_ms);
   o.rescan = std::chrono::milliseconds(rescan_ms);
-  o.store.retention = std::chrono::seconds(std::max(1LL, retention_ms / 1000));
+  o.store.retention = std::chrono::seconds(retention_ms / 1000);
   o.store.partition = std::chrono::seconds(partition_ms / 1000);
   o.circuit_open = std::chrono::milliseconds(circuit_ms);
   o.retention_check = std::chrono::milliseconds(std::min(retention_check_ms, 60'000LL));
   o.metrics_interval = std::chrono::milliseconds(std::max(100LL, metrics_interval_ms));
   o.stats_interval = std::chrono::milliseconds(std::max(10LL, stats_interval_ms));
   o.spill_max_bytes = spill_max_mb << 20;
+  shmtrace::reader::set_segment_limits({max_rings, max_segment_mb << 20});
+  // Before any segment is mapped: a producer truncating its segment under
+  // us must cost it the segment, not kill the drain (SPEC §6).
+  if (auto guarded = shmtrace::reader::install_fault_handler(); !guarded) {
+    say(guarded.error().message);
+    return 1;
+  }
 
   struct sigaction stop {};
   stop.sa_handler = on_stop;

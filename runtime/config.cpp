@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -76,6 +78,8 @@ std::vector<std::string> split(std::string_view text, char sep) {
 }
 
 }  // namespace
+
+std::string default_spill_dir() { return "/tmp/shmtrace-" + std::to_string(::geteuid()); }
 
 bool is_sensitive_name(std::string_view name, const std::vector<std::string>& sensitive) {
   auto lower = [](unsigned char c) { return static_cast<char>(std::tolower(c)); };

@@ -14,6 +14,12 @@
 
 namespace shmtrace::runtime {
 
+// The default spill directory, /tmp/shmtrace-<euid>: private to the user
+// (like tmux's /tmp/tmux-<uid>), created 0700 by the error area the first
+// time it spills, and refused unless it is a real directory owned by the
+// euid with no group or other permissions (see ErrorArea).
+std::string default_spill_dir();
+
 struct GroupRate {
   std::string group;
   double rate = 1.0;
@@ -37,7 +43,7 @@ struct Config {
   std::vector<std::string> sensitive = {"password", "api_key", "token", "secret"};
   double sample_rate = 1.0;
   std::vector<GroupRate> group_rates;
-  std::string spill_dir = "/tmp";
+  std::string spill_dir = default_spill_dir();  // SHMTRACE_SPILL_DIR
   std::string include_functions;  // -finstrument-functions filters (ECMAScript regex), empty = all
   std::string exclude_functions;
 };

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,11 +10,16 @@
 #include <cstring>
 
 #include "clock.hpp"
+#include "config.hpp"
 
 namespace shmtrace::runtime {
 namespace {
 
 constexpr std::uintptr_t kCreating = 1;
+constexpr int kSpillRefused = -2;  // spill_fd_: the spill path failed a check; never retried
+
+// Flags for the spill file: no symlink followed, no blocking on a FIFO.
+constexpr int kSpillFlags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
 
 std::uint32_t padded(std::uint32_t n) { return (n + 7u) & ~7u; }
 
@@ -66,7 +72,9 @@ std::uint32_t encode_error_entry(const ErrorDraft& d, std::uint64_t sequence, st
 ErrorArea::ErrorArea(abi::SegmentHeader* header, std::string segment_name, std::uint32_t max_chunks)
     : header_(header),
       segment_name_(std::move(segment_name)),
-      spill_path_(std::string(header->spill_dir) + "/" + segment_name_ + abi::kSpillSuffix),
+      spill_dir_(header->spill_dir),
+      spill_path_(spill_dir_ + "/" + segment_name_ + abi::kSpillSuffix),
+      private_dir_(spill_dir_ == default_spill_dir()),
       max_chunks_(std::max<std::uint32_t>(1, max_chunks)),
       chunk_bytes_(header->error_chunk_bytes),
       chunks_(new std::uintptr_t[std::max<std::uint32_t>(1, max_chunks)]()) {}
@@ -130,10 +138,84 @@ abi::ErrorChunkHeader* ErrorArea::chunk(std::uint32_t index, bool may_create) no
   }
 }
 
+// Async-signal-safe (a crash handler may spill): syscalls, fixed texts and
+// a stack buffer only.
+void ErrorArea::refuse_spill(const char* what, const char* why) noexcept {
+  int expected = -1;
+  // Only from "not opened yet": a thread that opened a good file meanwhile wins.
+  abi::atomic_cas(spill_fd_, expected, kSpillRefused, std::memory_order_acq_rel);
+  std::uint32_t said = 0;
+  if (!abi::atomic_cas(refusal_said_, said, std::uint32_t{1}, std::memory_order_relaxed)) return;
+  char line[512];
+  std::size_t n = 0;
+  auto put = [&](const char* text) {
+    for (; *text != '\0' && n < sizeof line - 1; ++text) line[n++] = *text;
+  };
+  put("shmtrace: ");
+  put(what);
+  put(": ");
+  put(why);
+  put("; refused, errors that do not fit in shared memory are counted as lost");
+  line[n++] = '\n';
+  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, line, n);
+}
+
+// The spill file's descriptor, or -1 (nothing written; a failure that may
+// pass, such as a missing directory, is tried again on the next spill).
+int ErrorArea::open_spill() noexcept {
+  const uid_t me = ::geteuid();
+  struct stat st {};
+  int fd = -1;
+  if (private_dir_) {
+    // Created on the first spill, not at start: start-up stays cheap.
+    if (::mkdir(spill_dir_.c_str(), 0700) != 0 && errno != EEXIST) return -1;
+    const int dir = ::open(spill_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (dir < 0) {
+      refuse_spill(spill_dir_.c_str(), "not a directory that can be opened (a symbolic link or a file?)");
+      return -1;
+    }
+    if (::fstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != me || (st.st_mode & 077) != 0) {
+      ::close(dir);
+      refuse_spill(spill_dir_.c_str(), "not a directory of this user's with mode 0700 (another user's?)");
+      return -1;
+    }
+    // Relative to the directory just checked, so it cannot be swapped meanwhile.
+    fd = ::openat(dir, spill_path_.c_str() + spill_dir_.size() + 1, kSpillFlags, 0600);
+    ::close(dir);
+  } else {
+    fd = ::open(spill_path_.c_str(), kSpillFlags, 0600);
+  }
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP) refuse_spill(spill_path_.c_str(), "is a symbolic link");
+    if (err == ENXIO || err == EAGAIN) refuse_spill(spill_path_.c_str(), "is a FIFO or a device");
+    if (err == EISDIR) refuse_spill(spill_path_.c_str(), "is a directory");
+    if (err == EACCES || err == EPERM) refuse_spill(spill_path_.c_str(), "exists and is not ours to write");
+    return -1;
+  }
+  const char* bad = nullptr;
+  if (::fstat(fd, &st) != 0) {
+    bad = "cannot be checked (fstat failed)";
+  } else if (!S_ISREG(st.st_mode)) {
+    bad = "is not a regular file";
+  } else if (st.st_uid != me) {
+    bad = "is owned by another user";
+  } else if (st.st_nlink != 1) {
+    bad = "has more than one hard link";
+  }
+  if (bad != nullptr) {
+    ::close(fd);
+    refuse_spill(spill_path_.c_str(), bad);
+    return -1;
+  }
+  return fd;
+}
+
 bool ErrorArea::spill(const std::byte* entry, std::uint32_t size) noexcept {
   int fd = abi::atomic_load(spill_fd_, std::memory_order_acquire);
+  if (fd == kSpillRefused) return false;
   if (fd < 0) {
-    const int opened = ::open(spill_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    const int opened = open_spill();
     if (opened < 0) return false;
     int expected = -1;
     // Publishes the descriptor; a losing opener closes its own.
@@ -141,6 +223,7 @@ bool ErrorArea::spill(const std::byte* entry, std::uint32_t size) noexcept {
       fd = opened;
     } else {
       ::close(opened);
+      if (expected < 0) return false;  // refused meanwhile
       fd = expected;
     }
   }

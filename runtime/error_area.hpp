@@ -2,6 +2,15 @@
 // only grows, then a spill file on disk when shared memory runs out. Errors
 // are never dropped while either can take them; what neither can take is
 // counted in SegmentHeader.errors_lost.
+//
+// The spill file lies in a directory other users may write (/tmp/spill with
+// SHMTRACE_SPILL_DIR=..., or a squatted /tmp/shmtrace-<euid>), so it is
+// opened without following a link or blocking on a FIFO and used only when
+// it is our own regular file with one link; the default directory
+// (default_spill_dir()) is created 0700 on the first spill and used only
+// when it is a real directory of ours with no group or other permissions.
+// Anything else disables the spill file for good, with one stderr line:
+// errors are never written into a file someone else planted.
 #ifndef SHMTRACE_RUNTIME_ERROR_AREA_HPP
 #define SHMTRACE_RUNTIME_ERROR_AREA_HPP
 
@@ -62,14 +71,19 @@ class ErrorArea {
   abi::ErrorChunkHeader* chunk(std::uint32_t index, bool may_create) noexcept;
   SharedObject* create_chunk(std::uint32_t index) noexcept;
   bool spill(const std::byte* entry, std::uint32_t size) noexcept;
+  int open_spill() noexcept;
+  void refuse_spill(const char* what, const char* why) noexcept;
 
   abi::SegmentHeader* header_;
   std::string segment_name_;
+  std::string spill_dir_;
   std::string spill_path_;
+  bool private_dir_;  // spill_dir_ is default_spill_dir(): created and checked here
   std::uint32_t max_chunks_;
   std::uint32_t chunk_bytes_;
   std::uint32_t current_ = 0;     // chunk being filled; atomic_ref access
-  int spill_fd_ = -1;             // atomic_ref access
+  int spill_fd_ = -1;             // atomic_ref access; kSpillRefused once refused
+  std::uint32_t refusal_said_ = 0;  // atomic_ref access: the one stderr line is out
   // Per chunk: 0 none, 1 being created, else a SharedObject* that stays
   // alive (and so mapped, and reachable for leak checkers) for the process.
   std::unique_ptr<std::uintptr_t[]> chunks_;

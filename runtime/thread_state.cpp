@@ -85,11 +85,22 @@ bool claim_ring(ThreadState& t, Runtime& rt, const char* thread_name) noexcept {
                           std::memory_order_release);
         return false;
       }
-      t.generation = control->generation + 1;
-      control->generation = t.generation;
-      control->tid = t.tid;
-      copy_thread_name(control->thread_name, thread_name);
-      control->claimed_ticks = now_ticks();
+      // The claim's fields, published by the release store of claimed_ticks
+      // last: a reader that acquires claimed_ticks sees the generation, tid
+      // and name of the same claim (the CAS above released nothing written
+      // after it). Relaxed atomic stores: the drain reads them concurrently.
+      t.generation = abi::atomic_load(control->generation, std::memory_order_relaxed) + 1;
+      abi::atomic_store(control->generation, t.generation, std::memory_order_relaxed);
+      abi::atomic_store(control->tid, t.tid, std::memory_order_relaxed);
+      char name[sizeof control->thread_name];
+      copy_thread_name(name, thread_name);
+      for (std::size_t w = 0; w < sizeof name; w += sizeof(std::uint64_t)) {
+        std::uint64_t word = 0;
+        std::memcpy(&word, name + w, sizeof word);
+        abi::atomic_store(*reinterpret_cast<std::uint64_t*>(control->thread_name + w), word, std::memory_order_relaxed);
+      }
+      // Pairs with the reader's acquire load of claimed_ticks (ring_info).
+      abi::atomic_store(control->claimed_ticks, now_ticks(), std::memory_order_release);
       t.ring_index = i;
       t.control = control;
       t.slots = rt.ring_records(i);

@@ -1,7 +1,9 @@
 // The alert evaluator (drain/alerts/alert_evaluator.hpp) on a temporary
 // SQLite database holding the store's processes and errors tables and the
 // alerts table: when rules run, what they bind, what fires, what is
-// recorded, and the exec action's command and environment.
+// recorded, the exec action's command and environment and its backoff, and
+// the evaluator's own thread and connections: a query's time limit, stop()
+// interrupting a query, waiting for another connection's write lock.
 #include "alerts/alert_evaluator.hpp"
 
 #include <fcntl.h>
@@ -9,11 +11,13 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,10 +30,15 @@ namespace {
 namespace fs = std::filesystem;
 using shmtrace::drain::alerts::default_rules;
 using shmtrace::drain::alerts::Evaluator;
+using shmtrace::drain::alerts::EvaluatorOptions;
+using shmtrace::drain::alerts::QueryConnection;
 using shmtrace::drain::alerts::Rule;
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kSecond = 1'000'000'000;
+// Counts forever: only a time limit or an interrupt ends it.
+constexpr const char* kRunaway =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
 
 
 Rule make_rule(std::string name, std::string sql, Rule::Compare compare, double threshold,
@@ -50,7 +59,9 @@ class AlertEvaluatorTest : public ::testing::Test {
     char dir_template[] = "/tmp/alert_evaluator_test.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
-    ASSERT_EQ(sqlite3_open((dir_ / "db.sqlite").c_str(), &db_), SQLITE_OK);
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db_), SQLITE_OK);
+    // As the store: the evaluator's connections read beside a writer.
+    exec("PRAGMA journal_mode=WAL");
     // The store's own schema (processes, errors, alerts, ...), not a copy.
     for (const std::string& migration : shmtrace::drain::schema::main_migrations()) exec(migration);
   }
@@ -92,16 +103,49 @@ class AlertEvaluatorTest : public ::testing::Test {
     return rows;
   }
 
-  Evaluator make(std::vector<Rule> rules) {
-    auto evaluator =
-        Evaluator::create(db_, std::move(rules), [this](const std::string& line) { log_.push_back(line); });
+  std::string path() const { return (dir_ / "db.sqlite").string(); }
+
+  Evaluator make(std::vector<Rule> rules, EvaluatorOptions options = {}) {
+    auto evaluator = Evaluator::create(
+        path(), std::move(rules),
+        [this](const std::string& line) {
+          const std::lock_guard lock(log_mutex_);
+          log_.push_back(line);
+        },
+        std::move(options));
     if (!evaluator) ADD_FAILURE() << evaluator.error();
     return std::move(*evaluator);
   }
 
   std::string create_error(std::vector<Rule> rules) {
-    auto evaluator = Evaluator::create(db_, std::move(rules), nullptr);
+    auto evaluator = Evaluator::create(path(), std::move(rules), nullptr);
     return evaluator ? "(accepted)" : evaluator.error();
+  }
+
+  // The log so far (the evaluator's thread may be writing it).
+  std::vector<std::string> log() {
+    const std::lock_guard lock(log_mutex_);
+    return log_;
+  }
+
+  std::string text(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    std::string t;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+      if (const unsigned char* v = sqlite3_column_text(s, 0)) t = reinterpret_cast<const char*>(v);
+    }
+    sqlite3_finalize(s);
+    return t;
+  }
+
+  std::int64_t count(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    std::int64_t n = -1;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+      n = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    return n;
   }
 
   // Ticks at a time when no rule is due until the evaluator has reaped its
@@ -125,6 +169,7 @@ class AlertEvaluatorTest : public ::testing::Test {
 
   fs::path dir_;
   sqlite3* db_ = nullptr;
+  std::mutex log_mutex_;
   std::vector<std::string> log_;
   int next_sequence_ = 1;
 };
@@ -385,7 +430,9 @@ TEST_F(AlertEvaluatorTest, ExecOfAMissingProgramIsRecordedAndLogged) {
   EXPECT_EQ(evaluator.tick(kSecond), 1);
   EXPECT_EQ(evaluator.running_commands(), 0u);
   EXPECT_EQ(log_, (std::vector<std::string>{
-                      "alert rule \"missing\": cannot run /nonexistent/alert-command: No such file or directory"}));
+                      "alert rule \"missing\": cannot run /nonexistent/alert-command: No such file or directory; "
+                      "next try in 2s, the wait doubling up to 10m"}));
+  EXPECT_EQ(evaluator.next_due_ns(), 3 * kSecond) << "backed off: twice the interval";
   EXPECT_EQ(
       alerts(),
       (std::vector<std::string>{"1000000000|missing|1.0|1.0|at_least|exec|spawn failed: No such file or directory"}));
@@ -417,14 +464,166 @@ TEST_F(AlertEvaluatorTest, ExecSkipsWhileTheRulesPreviousCommandRuns) {
   }
 }
 
-TEST_F(AlertEvaluatorTest, RecordsIntoTheCallersTransactionWhenCalledInsideOne) {
-  Evaluator evaluator = make({make_rule("one", "SELECT 1", Rule::Compare::kAtLeast, 1)});
-  exec("BEGIN");
+// The drain's writer holds BEGIN IMMEDIATE transactions: the evaluator's
+// own connection reads beside it (WAL) and waits for its commit to record.
+TEST_F(AlertEvaluatorTest, RecordsOnceAnotherConnectionsWriteTransactionEnds) {
+  Evaluator evaluator = make({make_rule("one", "SELECT count(*) FROM errors", Rule::Compare::kAtLeast, 0)});
+  exec("BEGIN IMMEDIATE");
+  add_error(1, "explicit");  // not committed: the rule does not see it
+  std::thread writer([this] {
+    std::this_thread::sleep_for(300ms);
+    exec("COMMIT");
+  });
+  const auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(evaluator.tick(kSecond), 1);
-  exec("ROLLBACK");
-  EXPECT_TRUE(alerts().empty());
+  const auto waited = std::chrono::steady_clock::now() - started;
+  writer.join();
+  EXPECT_GE(waited, 250ms) << "it waited for the lock";
+  EXPECT_LT(waited, 4s) << "not for its whole busy timeout";
+  EXPECT_EQ(alerts(), (std::vector<std::string>{"1000000000|one|0.0|0.0|at_least|log|logged"}));
+}
+
+// Issue 14: a rule whose query never ends held the drain for good. Now the
+// query is interrupted at the rule's timeout, logged once per streak naming
+// the rule and the limit, and the other rules are evaluated in the same
+// tick as before.
+TEST_F(AlertEvaluatorTest, ARunawayQueryIsInterruptedAtItsTimeoutAndOtherRulesStillFire) {
+  Rule runaway = make_rule("runaway", kRunaway, Rule::Compare::kAbove, 0, 100ms);
+  runaway.timeout = 200ms;
+  Evaluator evaluator = make({runaway, make_rule("steady", "SELECT 1", Rule::Compare::kAtLeast, 1, 100ms)});
+  for (int i = 1; i <= 3; ++i) {
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(evaluator.tick(i * kSecond), 1) << "steady fires at " << i << " s";
+    const auto took = std::chrono::steady_clock::now() - started;
+    EXPECT_GE(took, 190ms) << "the runaway query ran until its timeout";
+    EXPECT_LT(took, 1500ms) << "and not much longer";
+  }
+  EXPECT_EQ(log(), (std::vector<std::string>{
+                       "alert rule \"runaway\" (test.toml:1): query failed: ran past its 200ms timeout and was "
+                       "interrupted; retrying every 100ms",
+                       "alert \"steady\" fired: value 1 >= 1",
+                       "alert \"steady\" fired: value 1 >= 1",
+                       "alert \"steady\" fired: value 1 >= 1",
+                   }));
+  EXPECT_EQ(alerts(), (std::vector<std::string>{
+                          "1000000000|steady|1.0|1.0|at_least|log|logged",
+                          "2000000000|steady|1.0|1.0|at_least|log|logged",
+                          "3000000000|steady|1.0|1.0|at_least|log|logged",
+                      }));
+}
+
+// The same on the evaluator's own thread, by the wall clock: the steady rule
+// keeps firing every interval (and the runaway one's 200 ms), and stop()
+// returns at once although a runaway query is running.
+TEST_F(AlertEvaluatorTest, OnItsThreadARunawayRuleNeitherStopsOtherRulesNorDelaysStop) {
+  Rule runaway = make_rule("runaway", kRunaway, Rule::Compare::kAbove, 0, 100ms);
+  runaway.timeout = 200ms;
+  Evaluator evaluator = make({runaway, make_rule("steady", "SELECT 1", Rule::Compare::kAtLeast, 1, 100ms)});
+  evaluator.start();
+  EXPECT_TRUE(evaluator.started());
+  EXPECT_EQ(evaluator.tick(kSecond), 0) << "the thread ticks, not the caller";
+  std::this_thread::sleep_for(1500ms);
+  const auto stopping = std::chrono::steady_clock::now();
+  evaluator.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 150ms) << "stop interrupts the running query";
+  EXPECT_FALSE(evaluator.started());
+  // Each round: the runaway query's 200 ms, then the steady rule.
+  const std::int64_t steady = count("SELECT count(*) FROM alerts WHERE rule = 'steady'");
+  EXPECT_GE(steady, 4);
+  EXPECT_LE(steady, 16);
+  const std::int64_t widest_gap = count(
+      "SELECT max(fired_ns - prev) FROM (SELECT fired_ns, lag(fired_ns) OVER (ORDER BY fired_ns) prev FROM alerts "
+      "WHERE rule = 'steady')");
+  EXPECT_LT(widest_gap, 700'000'000) << "interval + runaway's timeout, not more";
+  EXPECT_EQ(count("SELECT count(*) FROM alerts WHERE rule = 'runaway'"), 0);
+  const std::vector<std::string> lines = log();
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& l) { return l.starts_with("alert rule \"runaway\""); }),
+            1)
+      << "one line for the whole failure streak";
+}
+
+// A query with a long limit is still interrupted by stop() at once.
+TEST_F(AlertEvaluatorTest, StopInterruptsAQueryWithinItsTimeLimit) {
+  Rule runaway = make_rule("runaway", kRunaway, Rule::Compare::kAbove, 0, 100ms);
+  runaway.timeout = 60s;
+  Evaluator evaluator = make({runaway});
+  evaluator.start();
+  std::this_thread::sleep_for(300ms);
+  const auto stopping = std::chrono::steady_clock::now();
+  evaluator.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 150ms);
+  EXPECT_TRUE(log().empty()) << log().front();  // stopped, not failed
+  // Started again, the interrupted evaluation is due at once.
+  evaluator.start();
+  std::this_thread::sleep_for(100ms);
+  evaluator.stop();
+  EXPECT_TRUE(log().empty()) << log().front();
+}
+
+// Issue 14: an exec rule whose command cannot start wrote a row every
+// interval. With 100 ms, ticked every 10 ms for 10 s, that was 100 rows;
+// backing off (200 ms, 400 ms, ... after each failure) it is log2 of that.
+TEST_F(AlertEvaluatorTest, SpawnFailuresBackOffExponentiallyAndResetOnSuccess) {
+  const fs::path program = dir_ / "page";
+  Rule rule = make_rule("page", "SELECT 1", Rule::Compare::kAtLeast, 1, 100ms);
+  rule.action = Rule::Action::kExec;
+  rule.command = {program.string()};
+  Evaluator evaluator = make({rule});
+  std::int64_t now = 0;
+  for (; now <= 10 * kSecond; now += 10'000'000) evaluator.tick(now);
+  // At 0, 0.2, 0.6, 1.4, 3.0 and 6.2 s.
+  EXPECT_EQ(count("SELECT count(*) FROM alerts WHERE outcome LIKE 'spawn failed: %'"), 6);
+  EXPECT_EQ(text("SELECT group_concat(fired_ns / 100000000) FROM alerts"), "0,2,6,14,30,62");
+  ASSERT_EQ(log().size(), 1u) << "one line for the streak";
+  EXPECT_EQ(log().front(), "alert rule \"page\": cannot run " + program.string() +
+                               ": No such file or directory; next try in 200ms, the wait doubling up to 10m");
+
+  // The program appears: the next try (at 12.6 s) starts it, and from then
+  // on the rule fires every interval again.
+  std::ofstream(program) << "#!/bin/sh\nexit 0\n";
+  fs::permissions(program, fs::perms::owner_all);
+  for (; now <= 12'600'000'000; now += 10'000'000) evaluator.tick(now);
+  EXPECT_EQ(count("SELECT count(*) FROM alerts WHERE outcome = 'spawned'"), 1);
+  ASSERT_TRUE(wait_for_commands(evaluator, now));
+  for (int i = 0; i < 3; ++i) {
+    now += 100'000'000;
+    EXPECT_EQ(evaluator.tick(now), 1);
+    ASSERT_TRUE(wait_for_commands(evaluator, now));
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM alerts WHERE outcome = 'spawned'"), 4) << "every interval again";
+  EXPECT_EQ(log().back(),
+            "alert rule \"page\": command " + program.string() + " started again after 6 failed attempts");
+  EXPECT_EQ(log().size(), 2u);
+}
+
+// New partitions are seen: the query connection is reopened when the
+// partitions table changes, not otherwise.
+TEST_F(AlertEvaluatorTest, ReopensTheQueryConnectionWhenThePartitionsChange) {
+  std::atomic<int> opens{0};
+  EvaluatorOptions options;
+  options.open_queries = [&opens](const std::string& path) -> std::expected<QueryConnection, std::string> {
+    ++opens;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return std::unexpected("cannot open " + path);
+    }
+    return QueryConnection(db, [](sqlite3* d) { sqlite3_close(d); });
+  };
+  Evaluator evaluator = make({make_rule("parts", "SELECT count(*) FROM partitions", Rule::Compare::kAtLeast, 0,
+                                        100ms)},
+                             std::move(options));
+  EXPECT_EQ(opens.load(), 1);
+  EXPECT_EQ(evaluator.tick(1 * kSecond), 1);
   EXPECT_EQ(evaluator.tick(2 * kSecond), 1);
-  EXPECT_EQ(alerts(), (std::vector<std::string>{"2000000000|one|1.0|1.0|at_least|log|logged"}));
+  EXPECT_EQ(opens.load(), 1) << "nothing changed";
+  exec("INSERT INTO partitions (file, start_ns, end_ns) VALUES ('p1.db', 0, 10)");
+  EXPECT_EQ(evaluator.tick(3 * kSecond), 1);
+  EXPECT_EQ(opens.load(), 2);
+  EXPECT_EQ(evaluator.tick(4 * kSecond), 1);
+  EXPECT_EQ(opens.load(), 2);
+  EXPECT_EQ(alerts().back(), "4000000000|parts|1.0|0.0|at_least|log|logged");
 }
 
 TEST_F(AlertEvaluatorTest, AMovedFromEvaluatorDoesNothing) {

@@ -172,7 +172,7 @@ TEST(AlertRulesTest, RuleMustBeATableArray) {
 TEST(AlertRulesTest, UnknownKeyInRule) {
   EXPECT_EQ(error_of("[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\nthreshold = 3\n"),
             "alerts.toml:5: unknown key \"threshold\" in [[rule]] (expected name, sql, above, at_least, below, "
-            "at_most, equal, interval, action, command)");
+            "at_most, equal, interval, timeout, action, command)");
 }
 
 TEST(AlertRulesTest, MissingName) {
@@ -247,6 +247,29 @@ TEST(AlertRulesTest, BadInterval) {
             "alerts.toml:5: rule \"a\": interval must be a string such as \"10s\"");
 }
 
+TEST(AlertRulesTest, TimeoutLimitsTheQueryAndDefaultsToFiveSeconds) {
+  auto rules = parse_rules("default_rules = false\n[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\n"
+                           "timeout = \"200ms\"\n[[rule]]\nname = \"b\"\nsql = \"SELECT 1\"\nabove = 1\n",
+                           "alerts.toml");
+  ASSERT_TRUE(rules) << rules.error();
+  ASSERT_EQ(rules->size(), 2u);
+  EXPECT_EQ((*rules)[0].timeout, 200ms);
+  EXPECT_EQ((*rules)[1].timeout, 5s);
+  EXPECT_EQ(default_rules().front().timeout, 5s);
+  EXPECT_EQ(shmtrace::drain::alerts::parse_timeout("10ms").value(), 10ms);
+  EXPECT_EQ(shmtrace::drain::alerts::parse_timeout("2m").value(), 2min);
+}
+
+TEST(AlertRulesTest, BadTimeout) {
+  EXPECT_EQ(error_of("[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\ntimeout = \"5ms\"\n"),
+            "alerts.toml:5: rule \"a\": timeout \"5ms\" is below the 10ms minimum");
+  EXPECT_EQ(
+      error_of("[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\ntimeout = \"2x\"\n"),
+      "alerts.toml:5: rule \"a\": bad timeout \"2x\": write a whole number followed by ms, s, m or h (\"10s\")");
+  EXPECT_EQ(error_of("[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\ntimeout = 2\n"),
+            "alerts.toml:5: rule \"a\": timeout must be a string such as \"2s\"");
+}
+
 TEST(AlertRulesTest, BadAction) {
   EXPECT_EQ(error_of("[[rule]]\nname = \"a\"\nsql = \"SELECT 1\"\nabove = 1\naction = \"mail\"\n"),
             "alerts.toml:5: rule \"a\": action must be \"log\" or \"exec\", not \"mail\"");
@@ -304,6 +327,20 @@ TEST(AlertRulesTest, LoadsAFileAndNamesItInErrors) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error(), path + ": cannot read: No such file or directory");
   rmdir(dir_template);
+}
+
+// The error is one line whatever the file holds: toml++ quotes the source
+// in some descriptions (found by tests/fuzz/alert_rules_fuzz).
+TEST(AlertRules, AnErrorIsOneLineWhateverTheFileHolds) {
+  for (const char* text : {"default_rules = fal\n[se[rule]]\nsqne = \"slow\"\n",
+                           "[[rule]]\nname = \"a\\u0007\\nb\"\nsql = \"SELECT 1\"\nabove = 1\n",
+                           "[[rule]]\n\"odd\\nkey\" = 1\n"}) {
+    auto rules = parse_rules(text, "rules.toml");
+    ASSERT_FALSE(rules) << text;
+    EXPECT_EQ(rules.error().find('\n'), std::string::npos) << rules.error();
+    EXPECT_EQ(rules.error().rfind("rules.toml:", 0), 0u) << rules.error();
+    for (char c : rules.error()) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << rules.error();
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // malformed value exactly one problem line naming the variable and the value,
 // saying which default is kept, with that default really kept.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -48,7 +49,7 @@ void expect_defaults_except(const Config& c, const std::string& except) {
   }
   if (except != "sample_rate") EXPECT_EQ(c.sample_rate, 1.0);
   if (except != "group_rates") EXPECT_TRUE(c.group_rates.empty());
-  if (except != "spill_dir") EXPECT_EQ(c.spill_dir, "/tmp");
+  if (except != "spill_dir") EXPECT_EQ(c.spill_dir, "/tmp/shmtrace-" + std::to_string(::geteuid()));
 }
 
 // One problem line: "NAME=value: <why>; using default D".
@@ -349,8 +350,8 @@ TEST(ConfigMalformed, SpillDir) {
                                std::string("  "), std::string("./x"), too_long}) {
     const Parsed p = parse({{"SHMTRACE_SPILL_DIR", v}});
     ASSERT_EQ(p.problems.size(), 1u) << v;
-    expect_problem(p.problems[0], "SHMTRACE_SPILL_DIR", v, "/tmp");
-    EXPECT_EQ(p.config.spill_dir, "/tmp");
+    expect_problem(p.problems[0], "SHMTRACE_SPILL_DIR", v, runtime::default_spill_dir());
+    EXPECT_EQ(p.config.spill_dir, runtime::default_spill_dir());
   }
 }
 
@@ -373,7 +374,7 @@ TEST(ConfigMalformed, SeveralAtOnceGiveOneLineEachAndKeepTheValidOnes) {
   expect_problem(by_variable["SHMTRACE_POLICY"], "SHMTRACE_POLICY", "maybe", "drop");
   expect_problem(by_variable["SHMTRACE_SAMPLE_RATE"], "SHMTRACE_SAMPLE_RATE", "7", "1");
   expect_problem(by_variable["SHMTRACE_SAMPLE_RATES"], "SHMTRACE_SAMPLE_RATES", "a=0.5,b", "(none)");
-  expect_problem(by_variable["SHMTRACE_SPILL_DIR"], "SHMTRACE_SPILL_DIR", "spill", "/tmp");
+  expect_problem(by_variable["SHMTRACE_SPILL_DIR"], "SHMTRACE_SPILL_DIR", "spill", runtime::default_spill_dir());
   expect_problem(by_variable["SHMTRACE_MAX_FRAMES"], "SHMTRACE_MAX_FRAMES", "-3", "10");
   expect_problem(by_variable["SHMTRACE_DISABLE"], "SHMTRACE_DISABLE", "perhaps", "0");
   EXPECT_EQ(p.config.max_threads, 16u);  // the one valid variable is taken

@@ -6,13 +6,17 @@
 #include <sqlite3.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <random>
 #include <sstream>
 #include <thread>
 
+#include "reader/reader.hpp"
+#include "support/drain_harness.hpp"
 #include "support/test_database.hpp"
 #include "support/test_support.hpp"
 
@@ -77,6 +81,123 @@ TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
   Database d(db);
   expect_exact_counters(d, produced.pid, 2, kCounters);
   EXPECT_EQ(find_segment(produced.pid, 0), "");
+}
+
+// One consumer per segment, for good: a drain stopped (SIGSTOP, as a drain
+// starved of CPU looks to the others) for longer than any heartbeat limit
+// keeps its segment; a second drain on another database beside it takes
+// nothing, and every record lands in the first drain's database exactly once.
+TEST(DrainProcess, AStalledDrainKeepsItsSegmentAndNoRecordIsSplitBetweenDatabases) {
+  constexpr long kCounters = 100000;
+  const TempDb first_db("stalled-first");
+  const TempDb second_db("stalled-second");
+  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", first_db.path}, {});
+  Child producer = Child::start({program_path("st_producer"), "sequence", "2", std::to_string(kCounters)},
+                                {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "1024"},
+                                 {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "60000"}});
+  const std::string name = find_segment(producer.pid());
+  ASSERT_NE(name, "");
+  std::optional<reader::Segment> segment;
+  std::string why;
+  ASSERT_TRUE(harness::wait_until(
+      [&] {
+        auto s = reader::Segment::attach(name, reader::Access::kReadOnly);
+        if (s) segment.emplace(std::move(*s)); else why = s.error().message;
+        return segment.has_value();
+      },
+      std::chrono::seconds(10)))
+      << why;
+  ASSERT_TRUE(harness::wait_until([&] { return segment->consumer_pid() == static_cast<std::uint32_t>(first.pid()); },
+                                  std::chrono::seconds(10)));
+  ::kill(first.pid(), SIGSTOP);
+  Child second = Child::start({SHMTRACE_DRAIN_PATH, "--db", second_db.path}, {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // past the 2 s an older drain waited
+  EXPECT_EQ(segment->consumer_pid(), static_cast<std::uint32_t>(first.pid()));
+  ::kill(first.pid(), SIGCONT);
+  const RunResult produced = producer.wait();
+  ASSERT_EQ(produced.exit_code, 0) << produced.err;
+  ASSERT_TRUE(harness::wait_until([&] { return find_segment(produced.pid, 0).empty(); }, std::chrono::seconds(20)));
+  ::kill(first.pid(), SIGTERM);
+  ::kill(second.pid(), SIGTERM);
+  EXPECT_EQ(first.wait().exit_code, 0);
+  const RunResult second_run = second.wait();
+  EXPECT_EQ(second_run.exit_code, 0);
+  EXPECT_NE(second_run.err.find("leaving " + name + " to the other drain"), std::string::npos) << second_run.err;
+  Database d(first_db);
+  expect_exact_counters(d, produced.pid, 2, kCounters);
+  Database other(second_db);
+  EXPECT_EQ(other.number("SELECT count(*) FROM processes"), 0);
+  EXPECT_EQ(other.number("SELECT count(*) FROM span_data"), 0);
+}
+
+// A database deleted under a running drain is noticed before any slot is
+// handed back: the drain says so and stops, what it read stays in shared
+// memory, and the next drain on the same path stores every record exactly.
+TEST(DrainProcess, ADatabaseDeletedUnderTheDrainIsNoticedAndNothingIsLost) {
+  constexpr long kCounters = 20000;
+  const TempDb db("deleted");
+  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  ASSERT_TRUE(harness::wait_until([&] { return harness::file_size(db.path + ".lock") >= 0; }, std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ::kill(first.pid(), SIGSTOP);
+  db.remove();  // the main file, its WAL, the partitions and the lock
+  Child producer = Child::start({program_path("st_producer"), "sequence", "2", std::to_string(kCounters)},
+                                {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "1024"},
+                                 {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "60000"}});
+  ASSERT_NE(find_segment(producer.pid()), "");
+  ::kill(first.pid(), SIGCONT);
+  const RunResult stopped = first.wait();
+  EXPECT_EQ(stopped.exit_code, 1);
+  EXPECT_EQ(harness::lines_with(stopped.err, "was deleted or moved while the drain ran").size(), 1u) << stopped.err;
+  EXPECT_NE(stopped.err.find("stays in shared memory"), std::string::npos) << stopped.err;
+  Child second = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  const RunResult produced = producer.wait();
+  ASSERT_EQ(produced.exit_code, 0) << produced.err;
+  ASSERT_TRUE(harness::wait_until([&] { return find_segment(produced.pid, 0).empty(); }, std::chrono::seconds(20)));
+  ::kill(second.pid(), SIGTERM);
+  EXPECT_EQ(second.wait().exit_code, 0);
+  Database d(db);
+  expect_exact_counters(d, produced.pid, 2, kCounters);
+}
+
+// Every bad invocation: one line on stderr, exit 2 (SPEC §5); a
+// configuration file that is not text is not echoed to the terminal.
+TEST(DrainProcess, CommandLineErrorsAreOneLineAndExitTwo) {
+  const TempDb db("usage");
+  const std::string binary = "/tmp/shmtrace-test-" + std::to_string(::getpid()) + "-binary.toml";
+  {
+    std::FILE* f = std::fopen(binary.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("db = \"x\"\n\x01\x02\xff\xfe\x1b[31m garbage = \n", f);
+    std::fclose(f);
+  }
+  const std::vector<std::vector<std::string>> bad = {
+      {SHMTRACE_DRAIN_PATH, "--bogus"},
+      {SHMTRACE_DRAIN_PATH},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--retention", "0"},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--retention", "500ms"},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--partition", "10ms"},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--interval", "soon"},
+      {SHMTRACE_DRAIN_PATH, "--config", binary},
+  };
+  for (const auto& argv : bad) {
+    const RunResult r = run(argv);
+    SCOPED_TRACE(argv.back());
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("shmtrace-drain: ", 0), 0u) << r.err;
+    for (char c : r.err) EXPECT_TRUE(c == '\n' || (c >= 0x20 && c < 0x7f)) << "byte " << int(static_cast<unsigned char>(c));
+  }
+  std::remove(binary.c_str());
+  const RunResult help = run({SHMTRACE_DRAIN_PATH, "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--db"), std::string::npos);
+  // A lock that cannot be taken says why.
+  std::filesystem::create_directory(db.path + ".lock");
+  const RunResult locked = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  EXPECT_EQ(locked.exit_code, 1);
+  EXPECT_EQ(locked.err, "shmtrace-drain: cannot open the lock file " + db.path + ".lock: Is a directory\n");
+  std::filesystem::remove(db.path + ".lock");
 }
 
 TEST(DrainProcess, ASecondDrainOnTheSameDatabaseIsRefused) {

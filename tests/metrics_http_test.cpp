@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -32,10 +34,14 @@ struct Response {
 
 // One HTTP/1.1 request on a fresh connection to 127.0.0.1:port, read until
 // the server closes it. Returns status 0 if the connection failed.
-Response http_get(int port, const std::string& path) {
+Response http_get(int port, const std::string& path, int receive_timeout_s = 0) {
   Response response;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return response;
+  if (receive_timeout_s > 0) {
+    timeval tv{receive_timeout_s, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -131,6 +137,34 @@ TEST(MetricsHttp, ServesTheRegistryOnMetrics) {
   EXPECT_EQ(samples["shmtrace_drain_errors_total"], "3");
   EXPECT_EQ(samples.count("shmtrace_ring_fill_ratio{pid=\"42\",ring=\"0\"}"), 0u);
   EXPECT_EQ(samples.size(), 9u);
+}
+
+// Clients that connect and never send a request hold a worker each until
+// the read timeout: six of them at once still leave a scrape served (it
+// waited behind them for seconds with two workers and a 5 s timeout).
+TEST(MetricsHttp, SlowClientsDoNotBlockScrapes) {
+  Registry registry;
+  fill(registry);
+  auto exporter = HttpExporter::start(registry, "127.0.0.1", 0);
+  ASSERT_TRUE(exporter.has_value()) << exporter.error();
+  const int port = (*exporter)->port();
+  std::vector<int> idle;
+  for (int i = 0; i < 6; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    idle.push_back(fd);
+  }
+  for (int scrape = 0; scrape < 3; ++scrape) {
+    const Response response = http_get(port, "/metrics", 3);
+    EXPECT_EQ(response.status, 200) << "scrape " << scrape;
+    EXPECT_EQ(response.body, registry.render());
+  }
+  for (int fd : idle) ::close(fd);
 }
 
 TEST(MetricsHttp, AnswersOtherPathsWith404) {

@@ -1,6 +1,7 @@
 // The reader library against segments built in memory (and, for attach and
 // the error area, real /dev/shm objects that each test removes).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "reader/reader.hpp"
+#include "reader/segment_impl.hpp"
 #include "support/segment_builder.hpp"
 
 namespace shmtrace {
@@ -364,10 +366,12 @@ TEST(ReaderRing, HeartbeatPublishesPidAndTime) {
 }
 
 // Another live process (init, pid 1, stands for another drain) holds the
-// segment: a fresh heartbeat keeps it, a stale one lets us take over; once
-// it has taken the segment from us, our heartbeat writes nothing and says so.
+// segment: it keeps it however late its heartbeat (a drain starved of CPU
+// still holds records it read); a holder whose process is gone, or whose pid
+// now names a process started after its last heartbeat, is taken over; once
+// another consumer has taken the segment from us, our heartbeat writes
+// nothing and says so.
 TEST(ReaderRing, ConsumerClaimAndTakeOver) {
-  constexpr std::uint64_t kStale = 2'000'000'000;
   SegmentBuilder b;
   Segment seg = open_memory(b);
   timespec now{};
@@ -375,12 +379,30 @@ TEST(ReaderRing, ConsumerClaimAndTakeOver) {
   const std::uint64_t now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + now.tv_nsec;
   b.header().drain_pid = 1;
   b.header().drain_heartbeat_ns = now_ns;
-  EXPECT_FALSE(seg.claim_consumer(kStale)) << "a live holder with a fresh heartbeat keeps it";
+  EXPECT_FALSE(seg.claim_consumer()) << "a live holder with a fresh heartbeat keeps it";
   EXPECT_FALSE(seg.heartbeat());
   EXPECT_EQ(b.header().drain_heartbeat_ns, now_ns) << "nothing written for another holder";
   EXPECT_EQ(b.header().drain_pid, 1u);
-  b.header().drain_heartbeat_ns = now_ns - 3 * kStale;
-  EXPECT_TRUE(seg.claim_consumer(kStale)) << "a stale heartbeat is taken over";
+  // pid 1 started at boot, long before this heartbeat of an hour ago... if
+  // the machine has been up that long; a minute ago holds on any machine
+  // that ran these tests.
+  b.header().drain_heartbeat_ns = now_ns - 60'000'000'000ull;
+  EXPECT_FALSE(seg.claim_consumer()) << "a live holder with a late heartbeat keeps it";
+  EXPECT_EQ(b.header().drain_pid, 1u);
+  // A pid reused: the process under it started after the holder's last
+  // heartbeat (we did, well after a heartbeat at time 1).
+  b.header().drain_pid = static_cast<std::uint32_t>(::getppid());
+  b.header().drain_heartbeat_ns = 1;
+  EXPECT_TRUE(seg.holder_gone(b.header().drain_pid)) << "the parent started after a heartbeat at boot";
+  // A holder whose process is gone.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  b.header().drain_pid = static_cast<std::uint32_t>(child);
+  b.header().drain_heartbeat_ns = now_ns;
+  EXPECT_TRUE(seg.claim_consumer()) << "a holder whose process is gone is taken over";
   EXPECT_EQ(b.header().drain_pid, static_cast<std::uint32_t>(::getpid()));
   EXPECT_GE(b.header().drain_heartbeat_ns, now_ns) << "the heartbeat is fresh as soon as the claim is visible";
   EXPECT_TRUE(seg.heartbeat());
@@ -906,6 +928,305 @@ TEST(ReaderClock, TscCalibratedWhenRateUnknown) {
   EXPECT_LT(clock.ticks_per_ns(), 10.0);
   reader::ClockConverter again(h);  // calibrated once per process
   EXPECT_EQ(again.ticks_per_ns(), clock.ticks_per_ns());
+}
+
+// ---------------------------------------------------------------------------
+// Files another user may have planted in a shared directory (SPEC §6)
+// ---------------------------------------------------------------------------
+TEST(ReaderOpenChecked, FifoIsRefusedAtOnceInsteadOfBlocking) {
+  test::TempDir dir;
+  const std::string fifo = dir.path() + "/planted";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // In a child with an alarm: an open that waited for a writer (none will
+  // come) is killed by SIGALRM instead of hanging the test.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(5);
+    auto file = reader::detail::open_checked(fifo, false, static_cast<std::uint32_t>(::geteuid()), 0);
+    const bool refused = !file && !file.error().missing &&
+                         file.error().error.message.find("not a regular file") != std::string::npos;
+    ::_exit(refused ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                 << " (SIGALRM: open_checked blocked on the FIFO)";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "open_checked did not refuse the FIFO as not a regular file";
+}
+
+TEST(ReaderOpenChecked, SecondHardLinkAndOversizeAreRefused) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/file";
+  const std::string link = dir.path() + "/link";
+  test::append_to_file(path, std::vector<std::byte>(64, std::byte{1}));
+  const auto me = static_cast<std::uint32_t>(::geteuid());
+  ASSERT_TRUE(reader::detail::open_checked(path, false, me, 0));
+  ASSERT_EQ(::link(path.c_str(), link.c_str()), 0) << std::strerror(errno);
+  for (const std::string& name : {path, link}) {
+    auto file = reader::detail::open_checked(name, false, me, 0);
+    ASSERT_FALSE(file) << name;
+    EXPECT_FALSE(file.error().missing);
+    EXPECT_NE(file.error().error.message.find("has 2 hard links"), std::string::npos) << file.error().error.message;
+  }
+  ASSERT_EQ(::unlink(link.c_str()), 0);
+  ASSERT_TRUE(reader::detail::open_checked(path, false, me, 0, 64));
+  auto big = reader::detail::open_checked(path, false, me, 0, 63);
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().error.message.find("exceeds the maximum 63"), std::string::npos) << big.error().error.message;
+}
+
+// A FIFO (or any file that fails the checks) at the spill path is not an
+// error of the segment: its chunks are read, the refusal is a warning given
+// once, and unlink leaves the planted file where it is.
+TEST(ReaderErrors, RefusedSpillFileIsOneWarningNotAnError) {
+  SegmentBuilder b;
+  test::TempDir spill;
+  test::set_spill_dir(b, spill.path());
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  chunk0.append(error_spec(2));
+  const std::string spill_path = spill.path() + "/" + b.name() + abi::kSpillSuffix;
+  ASSERT_EQ(::mkfifo(spill_path.c_str(), 0600), 0) << std::strerror(errno);
+  auto shm = publish_segment(b);
+  auto seg = Segment::attach(b.name(), Access::kConsume);
+  ASSERT_TRUE(seg) << seg.error().message;
+  auto first = seg->read_errors({}, 100);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(sequences(*first), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_NE(first->warning.find(spill_path + ": not a regular file"), std::string::npos) << first->warning;
+  auto again = seg->read_errors(first->next, 100);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->errors.empty());
+  EXPECT_EQ(again->warning, "") << "once per segment, not at every read";
+  ASSERT_TRUE(seg->unlink());
+  EXPECT_FALSE(shm_exists(b.name()));
+  struct stat st {};
+  ASSERT_EQ(::lstat(spill_path.c_str(), &st), 0) << "the FIFO is not the owner's file: left in place";
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ::unlink(spill_path.c_str());
+}
+
+// ---------------------------------------------------------------------------
+// Truncated and sparse segments (SPEC §6): the SIGBUS guard and residency
+// ---------------------------------------------------------------------------
+// Bytes of the file actually allocated (tmpfs pages), from st_blocks.
+std::int64_t allocated_bytes(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return -1;
+  return static_cast<std::int64_t>(st.st_blocks) * 512;
+}
+
+// A /dev/shm object holding only some ranges of an image (the rest: holes),
+// `size` bytes long; removed on destruction.
+class SparseObject {
+ public:
+  SparseObject(const std::string& name, std::uint64_t size) : path_("/dev/shm/" + name) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0 || ::ftruncate(fd_, static_cast<off_t>(size)) != 0) ADD_FAILURE() << path_ << ": " << std::strerror(errno);
+  }
+  SparseObject(const SparseObject&) = delete;
+  SparseObject& operator=(const SparseObject&) = delete;
+  ~SparseObject() {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  void write(const std::byte* image, std::uint64_t offset, std::uint64_t size) const {
+    ASSERT_EQ(::pwrite(fd_, image + offset, size, static_cast<off_t>(offset)), static_cast<ssize_t>(size))
+        << std::strerror(errno);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST(ReaderFaults, ASegmentTruncatedAfterAttachReadsAsFaultedNotACrash) {
+  SegmentBuilder b;
+  b.push(0, test::make_record(abi::RecordKind::kCounter, 1));
+  b.push(1, test::make_record(abi::RecordKind::kCounter, 2));
+  auto shm = publish_segment(b);
+  for (Access access : {Access::kReadOnly, Access::kConsume}) {
+    SCOPED_TRACE(access == Access::kConsume ? "consume" : "read-only");
+    ASSERT_EQ(::ftruncate(shm->fd(), static_cast<off_t>(b.size())), 0);
+    std::memcpy(shm->data(), b.base(), b.size());
+    auto seg = Segment::attach(b.name(), access);
+    ASSERT_TRUE(seg) << seg.error().message;
+    auto before = seg->read_ring(1, 10);
+    ASSERT_TRUE(before) << before.error().message;
+    EXPECT_EQ(before->records.size(), 1u);
+    EXPECT_FALSE(seg->faulted());
+    // The owner shrinks the file to its header and a page: the rings are
+    // past its end now, and touching them raises SIGBUS.
+    ASSERT_EQ(::ftruncate(shm->fd(), 2 * abi::kPageSize), 0);
+    auto info = seg->ring_info(1);  // survived, reading zeros
+    ASSERT_TRUE(info) << info.error().message;
+    EXPECT_EQ(info->head, 0u);
+    EXPECT_TRUE(seg->faulted());
+    auto after = seg->read_ring(1, 10);
+    ASSERT_TRUE(after) << after.error().message;
+    EXPECT_TRUE(after->records.empty());
+    if (access == Access::kConsume) {
+      EXPECT_TRUE(seg->commit_ring(1, 0));  // a write lands on the zero page, not in the file
+    }
+    EXPECT_EQ(seg->state(), abi::ProcessState::kRunning) << "the header page is still in the file";
+  }
+}
+
+TEST(ReaderFaults, ATruncatedErrorChunkFaultsItsSegment) {
+  SegmentBuilder b;
+  ErrorChunkWriter chunk0(b, 0);
+  chunk0.append(error_spec(1));
+  auto shm = publish_segment(b);
+  auto seg = Segment::attach(b.name(), Access::kConsume);
+  ASSERT_TRUE(seg) << seg.error().message;
+  auto first = seg->read_errors({}, 100);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_EQ(first->errors.size(), 1u);
+  EXPECT_FALSE(seg->faulted());
+  // The chunk keeps its header but loses the page the next entry goes to.
+  const int fd = ::open(("/dev/shm/" + chunk0.name()).c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ::close(fd);
+  auto again = seg->read_errors(first->next, 100);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->errors.empty());
+  EXPECT_TRUE(seg->faulted());
+}
+
+TEST(ReaderFaults, AFaultOutsideEveryReaderMappingStillKills) {
+  SegmentBuilder b;
+  auto shm = publish_segment(b);
+  auto seg = Segment::attach(b.name(), Access::kReadOnly);  // the handler is in
+  ASSERT_TRUE(seg) << seg.error().message;
+  ASSERT_EQ(::ftruncate(shm->fd(), abi::kPageSize), 0);
+  // The writer's own mapping is none of the reader's: its fault goes on to
+  // the default action (or a sanitizer's handler), as without the reader.
+  const auto died = [](int status) { return WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0); };
+  EXPECT_EXIT(
+      {
+        volatile std::byte sink = shm->data()[b.size() - 1];
+        (void)sink;
+        std::_Exit(0);
+      },
+      died, "");
+  EXPECT_FALSE(seg->faulted());
+}
+
+TEST(ReaderSparse, RingsNeverWrittenAreReadAsEmptyWithoutAllocatingThem) {
+  test::Geometry g;
+  g.max_rings = 64;
+  g.ring_capacity = 1024;  // 68 KiB slots
+  g.ring_stats_bytes = 2 * sizeof(abi::StatsSlot);
+  SegmentBuilder b(g);
+  constexpr std::uint32_t kUsed = 5;
+  b.ring(kUsed).state = static_cast<std::uint32_t>(abi::RingState::kReleased);
+  b.ring(kUsed).tid = 77;
+  for (std::uint64_t i = 0; i < 10; ++i) b.push(kUsed, test::make_record(abi::RecordKind::kCounter, i));
+  // Written: the fixed part and one ring's slot, as the runtime leaves it.
+  SparseObject file(b.name(), b.size());
+  const abi::SegmentHeader& h = b.header();
+  file.write(b.base(), 0, h.rings_offset);
+  file.write(b.base(), abi::ring_offset(h, kUsed), h.ring_stride);
+  const std::int64_t allocated = allocated_bytes(file.fd());
+  ASSERT_LT(allocated, static_cast<std::int64_t>(h.rings_offset + 2 * h.ring_stride));
+
+  for (Access access : {Access::kReadOnly, Access::kConsume}) {
+    auto seg = Segment::attach(b.name(), access);
+    ASSERT_TRUE(seg) << seg.error().message;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::uint32_t r = 0; r < seg->ring_count(); ++r) {
+        SCOPED_TRACE("ring " + std::to_string(r));
+        auto info = seg->ring_info(r);
+        ASSERT_TRUE(info) << info.error().message;
+        auto batch = seg->read_ring(r, 100);
+        ASSERT_TRUE(batch) << batch.error().message;
+        if (r == kUsed) {
+          EXPECT_EQ(info->tid, 77u);
+          EXPECT_EQ(batch->records.size(), 10u);
+        } else {
+          EXPECT_EQ(info->state, abi::RingState::kFree);
+          EXPECT_TRUE(batch->records.empty());
+          if (access == Access::kConsume) EXPECT_TRUE(seg->commit_ring(r, 0));
+        }
+      }
+      auto stats = seg->call_site_stats();
+      EXPECT_TRUE(stats) << stats.error().message;
+    }
+    EXPECT_EQ(allocated_bytes(file.fd()), allocated) << "no hole was allocated by reading";
+  }
+}
+
+TEST(ReaderSparse, RecordsInAHoleAreUntrustedAndHoleyRegionsRefused) {
+  test::Geometry g;
+  g.max_rings = 2;
+  g.ring_capacity = 1024;
+  SegmentBuilder b(g);
+  for (std::uint64_t i = 0; i < 100; ++i) b.push(1, test::make_record(abi::RecordKind::kCounter, i));
+  const abi::SegmentHeader& h = b.header();
+  {
+    // Ring 1's control block says 100 records, but their pages were never
+    // written.
+    SparseObject file(b.name(), b.size());
+    file.write(b.base(), 0, h.rings_offset);
+    file.write(b.base(), abi::ring_offset(h, 1), abi::kPageSize);
+    const std::int64_t allocated = allocated_bytes(file.fd());
+    auto seg = Segment::attach(b.name(), Access::kConsume);
+    ASSERT_TRUE(seg) << seg.error().message;
+    auto info = seg->ring_info(1);
+    ASSERT_TRUE(info) << info.error().message;
+    EXPECT_EQ(info->head, 100u);
+    auto batch = seg->read_ring(1, 1000);
+    ASSERT_FALSE(batch);
+    EXPECT_NE(batch.error().message.find("ring 1 untrusted: records [0, 100) lie in pages never written"),
+              std::string::npos)
+        << batch.error().message;
+    EXPECT_EQ(allocated_bytes(file.fd()), allocated);
+  }
+  {
+    // The module map and overflow area (on the page after the string
+    // table) are a hole: refused at attach.
+    SparseObject file(b.name(), b.size());
+    ASSERT_EQ(h.modules_offset % abi::kPageSize, 0u);
+    file.write(b.base(), 0, h.modules_offset);
+    auto seg = Segment::attach(b.name(), Access::kReadOnly);
+    ASSERT_FALSE(seg);
+    EXPECT_NE(seg.error().message.find("modules region [" + std::to_string(h.modules_offset)), std::string::npos)
+        << seg.error().message;
+    EXPECT_NE(seg.error().message.find("has pages never written"), std::string::npos) << seg.error().message;
+  }
+  {
+    // A header page not yet allocated reads as a segment being created.
+    SparseObject file(b.name(), b.size());
+    auto seg = Segment::attach(b.name(), Access::kReadOnly);
+    ASSERT_FALSE(seg);
+    EXPECT_EQ(seg.error().message, "segment " + b.name() + ": not yet initialized (magic is 0)");
+    EXPECT_EQ(allocated_bytes(file.fd()), 0);
+  }
+}
+
+TEST(ReaderSparse, MaxRingsAndSegmentSizeAreBounded) {
+  SegmentBuilder b;  // 2 rings
+  auto shm = publish_segment(b);
+  const reader::SegmentLimits defaults = reader::segment_limits();
+  EXPECT_EQ(defaults.max_rings, 4096u);
+  reader::set_segment_limits({1, defaults.max_segment_bytes});
+  auto refused = Segment::attach(b.name(), Access::kReadOnly);
+  auto refused_memory = Segment::from_memory(b.base(), b.size(), Access::kReadOnly);
+  reader::set_segment_limits({defaults.max_rings, b.size() - 1});
+  auto too_big = Segment::attach(b.name(), Access::kReadOnly);
+  reader::set_segment_limits(defaults);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("max_rings 2 exceeds the bound 1"), std::string::npos)
+      << refused.error().message;
+  ASSERT_FALSE(refused_memory);
+  ASSERT_FALSE(too_big);
+  EXPECT_NE(too_big.error().message.find("file size " + std::to_string(b.size()) + " exceeds the maximum"),
+            std::string::npos)
+      << too_big.error().message;
+  EXPECT_TRUE(Segment::attach(b.name(), Access::kReadOnly));
 }
 
 }  // namespace

@@ -535,4 +535,41 @@ TEST(Redactor, CopiesShareThePatterns) {
   EXPECT_EQ(v, "token=[REDACTED]");
 }
 
+// A value cut by the producer at its limit ends in a partial token that no
+// pattern recognizes any more: it goes too, and nothing before it.
+TEST(RedactorCut, TheTokenACutValueEndsInIsRedacted) {
+  struct Case {
+    std::string cut;
+    std::string stored;
+  };
+  for (const Case& c : {Case{"config loaded, key AKIA04QWER", "config loaded, key [REDACTED]"},
+                        Case{"push with ghp_04aB3dE5", "push with [REDACTED]"},
+                        Case{"charge via sk_live_4eC39Hq", "charge via [REDACTED]"},
+                        Case{"mail from bob.smith@exam", "mail from [REDACTED]"},
+                        Case{"header \"Authorization: Bearer eyJhbGciOiJIUz", "header \"Authorization: [REDACTED]"},
+                        Case{"list (alpha, beta, gam", "list (alpha, beta, [REDACTED]"},
+                        Case{"ends with a space ", "ends with a space "},
+                        Case{"ends with a bracket]", "ends with a bracket]"},
+                        Case{"", ""}}) {
+    std::string v = c.cut;
+    redactor().redact_cut(v);
+    EXPECT_EQ(v, c.stored) << "input: " << c.cut;
+  }
+  // Secrets the patterns still see are replaced as in any value.
+  std::string v = "password=hunter2 then AKIAIOSFODNN7EXAMPLE and more";
+  EXPECT_EQ(redactor().redact_cut(v).replaced, 3u);
+  EXPECT_EQ(v, "password=[REDACTED] then [REDACTED] and [REDACTED]");
+  // A sensitive name hides the whole value, cut or not.
+  std::string named = "hunter2 and more";
+  EXPECT_EQ(redactor().redact_named_cut("password", named).replaced, 1u);
+  EXPECT_EQ(named, "[REDACTED]");
+  // Never past the stored bound.
+  std::string huge(kMaxPayloadBytes - 5, 'x');
+  huge += " abcdefgh";
+  const Redaction r = redactor().redact_cut(huge);
+  EXPECT_EQ(huge.size(), kMaxPayloadBytes);
+  EXPECT_TRUE(huge.ends_with(" [REDACTED]") || huge.ends_with("x[REDACTED]")) << huge.substr(huge.size() - 20);
+  EXPECT_TRUE(r.truncated);
+}
+
 }  // namespace

@@ -13,6 +13,9 @@
 //                                 #   an integer or a float
 //   interval = "10s"              # optional: a whole number and ms, s, m or h;
 //                                 #   default "60s", at least "100ms"
+//   timeout = "2s"                # optional: how long the query may run before
+//                                 #   it is interrupted (alert_evaluator.hpp);
+//                                 #   default "5s", at least "10ms"
 //   action = "log"                # optional: "log" (default) or "exec"
 //   command = ["/usr/local/bin/page", "--team", "infra"]
 //                                 # required for exec, refused for log
@@ -58,6 +61,8 @@ namespace shmtrace::drain::alerts {
 
 inline constexpr std::chrono::milliseconds kDefaultInterval{60'000};
 inline constexpr std::chrono::milliseconds kMinimumInterval{100};
+inline constexpr std::chrono::milliseconds kDefaultTimeout{5'000};
+inline constexpr std::chrono::milliseconds kMinimumTimeout{10};
 
 struct Rule {
   enum class Compare { kAbove, kAtLeast, kBelow, kAtMost, kEqual };
@@ -68,6 +73,7 @@ struct Rule {
   Compare compare = Compare::kAbove;
   double threshold = 0;
   std::chrono::milliseconds interval = kDefaultInterval;
+  std::chrono::milliseconds timeout = kDefaultTimeout;  // the query's time limit
   Action action = Action::kLog;
   std::vector<std::string> command;  // exec only: argv, command[0] searched in PATH
   // Where the rule was written, "path:line" ("built-in" for the default
@@ -87,6 +93,8 @@ struct Rule {
 // "500ms", "10s", "5m", "1h" -> milliseconds; the error says what is wrong
 // with the text (without file or line: the caller adds those).
 [[nodiscard]] std::expected<std::chrono::milliseconds, std::string> parse_interval(std::string_view text);
+// The same for a query's time limit: at least kMinimumTimeout.
+[[nodiscard]] std::expected<std::chrono::milliseconds, std::string> parse_timeout(std::string_view text);
 
 // The rules that exist without any file (enabled unless `default_rules =
 // false`): crash-or-unhandled-error.

@@ -14,9 +14,13 @@
 namespace shmtrace::drain::metrics {
 
 namespace {
-// Scrapes are rare and quick: two workers are plenty, and the drain should
-// not carry httplib's default pool of eight or more idle threads.
-constexpr std::size_t kWorkerThreads = 2;
+// httplib serves each connection on a worker for as long as the client takes:
+// a client that connects and sends nothing holds its worker until the read
+// timeout. Enough workers that a few such clients leave scrapes served, a
+// short timeout so each is let go soon, and one request per connection so a
+// kept-alive client holds nothing between requests.
+constexpr std::size_t kWorkerThreads = 8;
+constexpr int kIoTimeoutSeconds = 1;
 }  // namespace
 
 struct HttpExporter::Impl {
@@ -54,6 +58,9 @@ std::expected<std::unique_ptr<HttpExporter>, std::string> HttpExporter::start(co
   auto impl = std::make_unique<Impl>();
   httplib::Server& server = impl->server;
   server.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  server.set_read_timeout(kIoTimeoutSeconds, 0);
+  server.set_write_timeout(kIoTimeoutSeconds, 0);
+  server.set_keep_alive_max_count(1);
   // httplib's default also sets SO_REUSEPORT, with which a second drain
   // would bind the same port and share the scrapes: SO_REUSEADDR only (a
   // restart need not wait out TIME_WAIT), so a taken port is an error.

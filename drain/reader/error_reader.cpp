@@ -15,6 +15,9 @@ namespace {
 
 constexpr std::uint32_t kCommitted = static_cast<std::uint32_t>(abi::ErrorState::kCommitted);
 constexpr std::uint32_t kPadding = static_cast<std::uint32_t>(abi::ErrorState::kPadding);
+// Beyond any spill file a producer writes (errors are hundreds of bytes):
+// a bigger one is refused rather than read.
+constexpr std::uint64_t kMaxSpillBytes = std::uint64_t{1} << 40;
 
 // Checks an entry header (already copied out) against the room it may use.
 Result<void> validate_entry(const abi::ErrorEntry& e, std::uint64_t room, const std::string& where) {
@@ -90,8 +93,10 @@ Result<const detail::Mapping*> chunk_mapping(const detail::SegmentState& impl, s
   if (impl.chunks.size() > index && impl.chunks[index]) return impl.chunks[index].get();
   const std::string object = impl.name + abi::kErrorChunkInfix + std::to_string(index);
   const std::string path = std::string(detail::kShmDir) + "/" + object;
-  // Read-only even for a consumer: nothing in a chunk is ours to write.
-  auto file = detail::open_checked(path, false, impl.allowed_uid, abi::kErrorChunkHeaderSize);
+  // Read-only even for a consumer: nothing in a chunk is ours to write. The
+  // producer sizes a chunk to error_chunk_bytes exactly; a page of slack.
+  const std::uint64_t max_size = std::uint64_t{impl.header.error_chunk_bytes} + abi::kPageSize;
+  auto file = detail::open_checked(path, false, impl.allowed_uid, abi::kErrorChunkHeaderSize, max_size);
   if (!file) return std::unexpected(Error{impl.where() + "error chunk " + file.error().error.message});
   auto mapping = detail::map_file(*file, false, path);
   if (!mapping) return std::unexpected(Error{impl.where() + "error chunk " + mapping.error().message});
@@ -170,15 +175,23 @@ Result<Step> chunk_step(const detail::SegmentState& impl, const detail::Mapping&
 }
 
 // Reads spill-file entries from cursor.spill_offset; a torn tail ends it.
+// The spill directory may be one every user can write (SHMTRACE_SPILL_DIR),
+// so whatever lies at the spill path may have been planted by someone else:
+// a file that is not the owner's one-link regular file is ignored, reported
+// once in `warning`, and never vetoes the segment.
 Result<void> read_spill(const detail::SegmentState& impl, ErrorCursor& cursor, std::size_t max_errors,
-                        std::vector<ErrorRecord>& out) {
+                        std::vector<ErrorRecord>& out, std::string& warning) {
   const std::string spill_dir(impl.header.spill_dir);  // validated NUL-terminated
   if (spill_dir.empty()) return {};
   const std::string path = spill_dir + "/" + impl.name + abi::kSpillSuffix;
-  auto file = detail::open_checked(path, false, impl.allowed_uid, 0);
+  auto file = detail::open_checked(path, false, impl.allowed_uid, 0, kMaxSpillBytes);
   if (!file) {
     if (file.error().missing) return {};
-    return std::unexpected(Error{impl.where() + "spill file " + file.error().error.message});
+    if (!impl.spill_refusal_reported.exchange(true, std::memory_order_relaxed)) {
+      warning = impl.where() + "spill file " + file.error().error.message +
+                "; ignored (errors in shared memory are still stored)";
+    }
+    return {};
   }
   while (out.size() < max_errors) {
     const std::uint64_t offset = cursor.spill_offset;
@@ -225,7 +238,7 @@ Result<ErrorBatch> Segment::read_errors(const ErrorCursor& from, std::size_t max
     }
   }
   // The spill file is a separate stream: what shared memory could not hold.
-  if (auto ok = read_spill(*impl_, cursor, max_errors, batch.errors); !ok) {
+  if (auto ok = read_spill(*impl_, cursor, max_errors, batch.errors, batch.warning); !ok) {
     return std::unexpected(ok.error());
   }
   return batch;

@@ -1,6 +1,7 @@
 // validate_header: every write-once field of a SegmentHeader checked against
 // the bytes actually mapped, before any offset in it is used.
 #include <array>
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,11 @@ std::string hex(std::uint64_t value) {
 }
 
 constexpr bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// segment_limits(): set once by a program's main, read by every attach.
+// Relaxed: each is a value on its own, set before any reader runs.
+constinit std::atomic<std::uint32_t> g_max_rings{SegmentLimits::kDefaultMaxRings};
+constinit std::atomic<std::uint64_t> g_max_segment_bytes{SegmentLimits::kDefaultMaxSegmentBytes};
 
 struct Region {
   const char* name;
@@ -53,6 +59,18 @@ bool nul_terminated(const char* text, std::size_t capacity) {
 }
 
 }  // namespace
+
+void set_segment_limits(const SegmentLimits& limits) {
+  g_max_rings.store(limits.max_rings, std::memory_order_relaxed);
+  g_max_segment_bytes.store(limits.max_segment_bytes, std::memory_order_relaxed);
+}
+
+SegmentLimits segment_limits() {
+  SegmentLimits limits;
+  limits.max_rings = g_max_rings.load(std::memory_order_relaxed);
+  limits.max_segment_bytes = g_max_segment_bytes.load(std::memory_order_relaxed);
+  return limits;
+}
 
 Result<void> validate_header(const SegmentHeader& h, std::uint64_t mapped_size) {
   if (h.magic != abi::kSegmentMagic) {
@@ -102,6 +120,12 @@ Result<void> validate_header(const SegmentHeader& h, std::uint64_t mapped_size) 
                 " is not a power of two (up to 2^30)");
   }
   if (h.max_rings == 0) return fail("max_rings is 0");
+  // Every pass over the rings is bounded by it: a segment may not make its
+  // reader walk millions of them (nor fault in their pages).
+  if (const std::uint32_t bound = g_max_rings.load(std::memory_order_relaxed); h.max_rings > bound) {
+    return fail("max_rings " + std::to_string(h.max_rings) + " exceeds the bound " + std::to_string(bound) +
+                " (shmtrace-drain --max-rings)");
+  }
   if (h.ring_stats_bytes > h.total_size) {
     return fail("ring_stats_bytes " + std::to_string(h.ring_stats_bytes) + " exceeds total_size");
   }

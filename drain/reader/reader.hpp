@@ -36,11 +36,44 @@ using Result = std::expected<T, Error>;
 
 enum class Access { kReadOnly, kConsume };
 
+// Bounds on what a segment may declare, against hostile or broken producers
+// (SPEC §6): a segment over them is refused at attach with one line. They
+// are process-wide (shmtrace-drain sets them from --max-rings and
+// --max-segment-mb before it attaches anything); the defaults suit every
+// segment the runtime can create.
+struct SegmentLimits {
+  // The runtime's own ceiling of SHMTRACE_MAX_THREADS (runtime/config.cpp):
+  // a reader walks every ring, so max_rings bounds the work of each pass.
+  static constexpr std::uint32_t kDefaultMaxRings = 4096;
+  // Generous: the largest runtime geometry is about 4 TiB, the default one
+  // 130 MiB. It bounds the address space one segment takes in the reader.
+  static constexpr std::uint64_t kDefaultMaxSegmentBytes = 1ull << 40;  // 1 TiB
+
+  std::uint32_t max_rings = kDefaultMaxRings;
+  std::uint64_t max_segment_bytes = kDefaultMaxSegmentBytes;  // the file's size
+};
+void set_segment_limits(const SegmentLimits& limits);
+SegmentLimits segment_limits();
+
+// Survives segments truncated under the reader (SPEC §6: "the drain never
+// dies of SIGBUS"). Every segment and error chunk the reader maps is listed
+// in a process-wide registry; a SIGBUS whose address lies in one of them
+// (its owner shrank the file, so the page is past its end) maps anonymous
+// zero pages over the rest of that mapping and marks it faulted, so the read
+// completes with zeros, which the ABI reads as empty, and Segment::faulted()
+// tells the caller to drop the segment. Any other SIGBUS goes on to the
+// handler that was installed before (or the default action: the process
+// dies as it would have). Installed by the first mapping; a program may
+// call this earlier (to install it after a sanitizer's, whose handler then
+// gets the foreign faults). Idempotent and thread-safe.
+Result<void> install_fault_handler();
+
 // Checks every field of a header against the size actually mapped: magic,
 // ABI major (minor >= ours accepted), header and total size, each region's
 // offset and size inside the segment and not overlapping, ring capacity and
 // overflow capacity powers of two, ring stride large enough and page-aligned,
-// string table capacity, enum values in range, NUL-terminated text fields.
+// string table capacity, enum values in range, NUL-terminated text fields,
+// max_rings within segment_limits().
 Result<void> validate_header(const abi::SegmentHeader& header, std::uint64_t mapped_size);
 
 // Converts a segment's ticks to nanoseconds. For ClockKind::kTsc with
@@ -69,6 +102,7 @@ struct RingInfo {
   std::uint32_t generation = 0;
   std::uint32_t tid = 0;
   std::string thread_name;
+  std::uint64_t claimed_ticks = 0;  // when the owner claimed it (the segment's clock)
   std::uint64_t head = 0;
   std::uint64_t tail = 0;
   std::uint64_t written = 0;
@@ -130,6 +164,10 @@ struct ErrorBatch {
   // Entries a dead process left half-written (reserved, never committed),
   // passed over (read_errors with writer_gone only).
   std::uint64_t abandoned = 0;
+  // Not an error: something the caller should log once, e.g. a file at the
+  // spill path that was refused (another user's, a FIFO, a link) and is
+  // ignored. Given once per Segment object; empty otherwise.
+  std::string warning;
 };
 
 // One loaded object from the segment's module map (P9), validated: enough to
@@ -194,8 +232,23 @@ struct CallSiteStats {
 class Segment {
  public:
   // Attaches to /dev/shm/<name> (name without the leading '/'), opened with
-  // O_NOFOLLOW; refuses anything but a regular file, and a file not owned by
-  // `allowed_uid` (default: our own uid). Validates the header.
+  // O_NOFOLLOW; refuses anything but a regular file, a file not owned by
+  // `allowed_uid` (default: our own uid) and one larger than
+  // segment_limits().max_segment_bytes. Validates the header, and refuses a
+  // segment whose header, string table, module map or overflow area has
+  // pages never written (the runtime writes them all before it publishes
+  // the header).
+  //
+  // Sparse segments: reading a tmpfs hole through a shared mapping
+  // allocates the page, so a segment declaring many rings but writing none
+  // could fill /dev/shm through its reader. A ring slot is read only once
+  // the file shows its pages allocated (SEEK_DATA / SEEK_HOLE): a ring whose
+  // control block was never written reads as free and empty, untouched; one
+  // whose records are not all allocated is untrusted. A slot seen whole is
+  // remembered (pages stay allocated, short of a truncation, which the fault
+  // handler catches), so a ring in use costs no system call; free rings cost
+  // a few per walk over all rings in ascending order (the holes found for
+  // one ring serve the later rings of the same walk).
   static Result<Segment> attach(const std::string& name, Access access,
                                 std::optional<std::uint32_t> allowed_uid = std::nullopt);
   // Wraps memory the caller owns (tests build segments in anonymous memory).
@@ -206,6 +259,11 @@ class Segment {
   ~Segment();
 
   const std::string& name() const;
+  // A SIGBUS hit the segment's or one of its error chunks' mapping: the file
+  // was truncated under us (install_fault_handler), and what was read since
+  // may be zeros. Drop the segment: store nothing read from it in the same
+  // pass, hand nothing back.
+  bool faulted() const;
   // The validated copy of the header's write-once fields.
   const abi::SegmentHeader& header() const;
   // Live fields, reloaded on each call (acquire).
@@ -269,14 +327,21 @@ class Segment {
   // kConsume only: drain_pid names us.
   bool is_consumer() const;
 
-  // kConsume only: makes this process the segment's one consumer. Refused
-  // (false) while another live process is the consumer and its heartbeat is
-  // younger than stale_after_ns: two drains on one segment would move each
-  // other's tails. The claim is a compare-and-swap of drain_pid, so two
+  // kConsume only: makes this process the segment's one consumer, for good.
+  // Refused (false) while another consumer's process is alive, however late
+  // its heartbeat: a drain starved of CPU or stopped still holds records it
+  // read and has not handed back, and taking over would split the segment's
+  // records between two databases. Taken over once that process is gone, or
+  // its pid was reused (the process now under it started after the holder's
+  // last heartbeat). The claim is a compare-and-swap of drain_pid, so two
   // drains attaching at once cannot both win.
-  bool claim_consumer(std::uint64_t stale_after_ns);
+  bool claim_consumer();
+  // The consumer `holder` (a drain_pid) is no longer running.
+  bool holder_gone(std::uint32_t holder) const;
 
-  // Removes the segment object, its error chunks and its spill file.
+  // Removes the segment object, its error chunks and its spill file; a file
+  // under one of those names that is not the owner's regular file with one
+  // link (another user planted it) is left alone.
   Result<void> unlink() const;
 
  private:
@@ -315,6 +380,7 @@ struct DecodedRecord {
 struct DecodeStats {
   std::uint64_t unknown_kinds = 0;          // counted and skipped
   std::uint64_t broken_continuations = 0;   // continuation without head, bad index, short value
+  std::uint64_t empty_records = 0;          // kind 0 (all-zero memory): never written, corruption
 };
 
 // Decodes a sequence of raw records from one producer (a ring batch, or the

@@ -90,6 +90,11 @@ std::vector<DecodedRecord> decode(std::span<const abi::Record> records, DecodeSt
       i = skip_continuations(records, i);
       continue;
     }
+    if (r.kind == static_cast<std::uint8_t>(RecordKind::kEmpty)) {
+      ++stats.empty_records;
+      ++i;
+      continue;
+    }
     if (!abi::record_kind_known(r.kind)) {
       ++stats.unknown_kinds;
       ++i;

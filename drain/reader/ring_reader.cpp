@@ -1,11 +1,52 @@
 // Per-thread SPSC rings, consumer side (protocol at the top of abi.hpp).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "reader/segment_impl.hpp"
 
 namespace shmtrace::reader {
+
+detail::SegmentState::Residency detail::SegmentState::ring_residency(std::uint32_t ring) const {
+  // Relaxed: a flag about the file, not about memory another thread wrote.
+  if (fd.get() < 0 || ring_whole[ring].load(std::memory_order_relaxed) != 0) return Residency::kWhole;
+  std::lock_guard lock(mutex);
+  const std::uint32_t previous = last_ring;
+  last_ring = ring;
+  // Holes seen earlier in this ascending walk (see Segment::attach).
+  if (previous < ring && ring >= hole_from && ring < hole_until) return Residency::kNone;
+  hole_from = hole_until = 0;
+  const std::uint64_t offset = abi::ring_offset(header, ring);
+  const off_t data = ::lseek(fd.get(), static_cast<off_t>(offset), SEEK_DATA);
+  // A file system that cannot tell (none that /dev/shm can be) is read as
+  // before: silently skipping a ring would lose its records.
+  if (data < 0 && errno != ENXIO) return Residency::kWhole;
+  if (data < 0 || static_cast<std::uint64_t>(data) > offset) {
+    // The control block's first byte lies in a hole: never written. So are
+    // the rings after it that start before the next data (all of them when
+    // there is none: ENXIO).
+    const std::uint64_t next = data < 0 ? UINT64_MAX : static_cast<std::uint64_t>(data);
+    const std::uint64_t until = next == UINT64_MAX
+                                    ? header.max_rings
+                                    : (next - header.rings_offset + header.ring_stride - 1) / header.ring_stride;
+    hole_from = ring;
+    hole_until = static_cast<std::uint32_t>(std::min<std::uint64_t>(until, header.max_rings));
+    return Residency::kNone;
+  }
+  if (written(offset, header.ring_stride)) {
+    // Relaxed: see the load above.
+    ring_whole[ring].store(1, std::memory_order_relaxed);
+    return Residency::kWhole;
+  }
+  return written(offset, sizeof(abi::RingControl)) ? Residency::kControl : Residency::kNone;
+}
+
 namespace {
+
+using Residency = detail::SegmentState::Residency;
 
 struct RingView {
   abi::RingControl* control;
@@ -50,18 +91,24 @@ Result<Indices> load_indices(const detail::SegmentState& impl, std::uint32_t rin
 Result<RingInfo> Segment::ring_info(std::uint32_t ring) const {
   auto view = ring_view(*impl_, ring);
   if (!view) return std::unexpected(view.error());
-  const abi::RingControl& c = *view->control;
   RingInfo info;
   info.index = ring;
-  // Acquire: pairs with the claim CAS / release store of state, so the
-  // generation, tid and name written with the claim are visible.
+  // Never written: all zero, which reads as a free, empty ring.
+  if (impl_->ring_residency(ring) == Residency::kNone) return info;
+  const abi::RingControl& c = *view->control;
+  // Acquire: pairs with the release of state when a ring is given back, so
+  // its last owner's head and counters are visible.
   const std::uint32_t state = abi::atomic_load(c.state, std::memory_order_acquire);
+  // Acquire: pairs with the claim's release store of claimed_ticks, written
+  // after its generation, tid and name, so the three read below belong to
+  // the claim (or a later one).
+  info.claimed_ticks = abi::atomic_load(c.claimed_ticks, std::memory_order_acquire);
   if (state > static_cast<std::uint32_t>(abi::RingState::kReleased)) {
     return std::unexpected(Error{impl_->where() + "ring " + std::to_string(ring) + " state " +
                                  std::to_string(state) + " is unknown"});
   }
   info.state = static_cast<abi::RingState>(state);
-  // Relaxed below: snapshots of fields ordered by the acquire above, or
+  // Relaxed below: snapshots of fields ordered by the acquires above, or
   // single-writer counters whose staleness is tolerated.
   info.generation = abi::atomic_load(c.generation, std::memory_order_relaxed);
   info.tid = abi::atomic_load(c.tid, std::memory_order_relaxed);
@@ -81,19 +128,34 @@ Result<RingInfo> Segment::ring_info(std::uint32_t ring) const {
 Result<RingBatch> Segment::read_ring(std::uint32_t ring, std::size_t max_records) const {
   auto view = ring_view(*impl_, ring);
   if (!view) return std::unexpected(view.error());
+  RingBatch batch;
+  batch.ring = ring;
+  const Residency residency = impl_->ring_residency(ring);
+  if (residency == Residency::kNone) return batch;  // never written: empty at position 0
   auto indices = load_indices(*impl_, ring, *view->control);
   if (!indices) return std::unexpected(indices.error());
   const std::uint64_t capacity = impl_->header.ring_capacity;
   const std::uint64_t available = indices->head - indices->tail;
   const std::uint64_t count = std::min<std::uint64_t>(available, max_records);
-  RingBatch batch;
-  batch.ring = ring;
   batch.first_position = indices->tail;
   batch.end_position = indices->tail + count;
-  batch.records.resize(static_cast<std::size_t>(count));
   // Copy in at most two runs: up to the end of the array, then from slot 0.
   const std::uint64_t first_slot = indices->tail & (capacity - 1);
   const std::uint64_t first_run = std::min(count, capacity - first_slot);
+  if (residency == Residency::kControl) {
+    // Part of the slot is a hole: the records claimed must all be in pages
+    // the producer wrote (zero pages would be records of kind 0 anyway).
+    const std::uint64_t records_at = abi::ring_offset(impl_->header, ring) + abi::ring_records_offset();
+    const bool written =
+        impl_->written(records_at + first_slot * sizeof(abi::Record), first_run * sizeof(abi::Record)) &&
+        impl_->written(records_at, (count - first_run) * sizeof(abi::Record));
+    if (!written) {
+      return std::unexpected(Error{impl_->where() + "ring " + std::to_string(ring) + " untrusted: records [" +
+                                   std::to_string(batch.first_position) + ", " + std::to_string(batch.end_position) +
+                                   ") lie in pages never written"});
+    }
+  }
+  batch.records.resize(static_cast<std::size_t>(count));
   if (first_run != 0) {
     std::memcpy(batch.records.data(), view->records + first_slot * sizeof(abi::Record),
                 static_cast<std::size_t>(first_run) * sizeof(abi::Record));
@@ -111,6 +173,13 @@ Result<void> Segment::commit_ring(std::uint32_t ring, std::uint64_t end_position
   }
   auto view = ring_view(*impl_, ring);
   if (!view) return std::unexpected(view.error());
+  if (impl_->ring_residency(ring) == Residency::kNone) {
+    // Never written, so nothing was read from it: position 0 is all it has,
+    // and storing that tail would only allocate the page.
+    if (end_position == 0) return {};
+    return std::unexpected(Error{impl_->where() + "ring " + std::to_string(ring) + ": commit position " +
+                                 std::to_string(end_position) + " in a ring never written"});
+  }
   auto indices = load_indices(*impl_, ring, *view->control);
   if (!indices) return std::unexpected(indices.error());
   if (end_position < indices->tail || end_position > indices->head) {

@@ -4,6 +4,7 @@
 #ifndef SHMTRACE_READER_SEGMENT_IMPL_HPP
 #define SHMTRACE_READER_SEGMENT_IMPL_HPP
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -17,11 +18,15 @@
 
 namespace shmtrace::reader::detail {
 
-// An owned mmap; unmapped on destruction.
+// An owned mmap; unmapped on destruction. Listed in the fault registry
+// (install_fault_handler) from construction to destruction, so a SIGBUS in
+// it is survived and remembered (faulted()).
 class Mapping {
  public:
   Mapping() = default;
-  Mapping(void* base, std::uint64_t size) : base_(static_cast<std::byte*>(base)), size_(size) {}
+  // Takes `base` (an mmap of `size` bytes) over; guarded() false when the
+  // registry is full or the handler could not be installed.
+  Mapping(void* base, std::uint64_t size, bool writable);
   Mapping(Mapping&& other) noexcept;
   Mapping& operator=(Mapping&& other) noexcept;
   Mapping(const Mapping&) = delete;
@@ -31,11 +36,25 @@ class Mapping {
   std::byte* base() const { return base_; }
   std::uint64_t size() const { return size_; }
   explicit operator bool() const { return base_ != nullptr; }
+  bool guarded() const { return guard_ >= 0; }
+  // A SIGBUS hit it: from the faulting page on it reads zeros.
+  bool faulted() const;
 
  private:
   std::byte* base_ = nullptr;
   std::uint64_t size_ = 0;
+  int guard_ = -1;  // slot in the fault registry, -1: none
 };
+
+// The fault registry behind Mapping (shm_file.cpp): a slot index, or -1.
+int guard_mapping(const void* base, std::uint64_t size, bool writable) noexcept;
+void unguard_mapping(int slot) noexcept;
+bool mapping_faulted(int slot) noexcept;
+
+// True when every byte of [offset, offset + size) of the file lies in
+// allocated pages (SEEK_HOLE finds no hole there), so reading it through a
+// mapping allocates nothing.
+bool file_written(int fd, std::uint64_t offset, std::uint64_t size) noexcept;
 
 // An owned file descriptor.
 class UniqueFd {
@@ -58,18 +77,30 @@ struct OpenedFile {
   std::uint64_t size = 0;
 };
 
-// Opens `path` without following a symlink, then insists on a regular file
-// owned by `allowed_uid` and at least `min_size` bytes long. A missing file
-// is reported with `missing` set, so callers can tell "absent" from "bad".
+// Opens `path` (in a directory other users can write: /dev/shm, a spill
+// directory) without following a symlink and without blocking (a FIFO opens
+// at once and is refused), then insists on a regular file owned by
+// `allowed_uid`, with exactly one link, from `min_size` to `max_size` bytes
+// long. A missing file (or one unlinked meanwhile) is reported with
+// `missing` set, so callers can tell "absent" from "bad".
 struct OpenError {
   Error error;
   bool missing = false;
 };
 std::expected<OpenedFile, OpenError> open_checked(const std::string& path, bool writable,
-                                                  std::uint32_t allowed_uid,
-                                                  std::uint64_t min_size);
+                                                  std::uint32_t allowed_uid, std::uint64_t min_size,
+                                                  std::uint64_t max_size = UINT64_MAX);
 
-// Maps an opened file whole, MAP_SHARED.
+// What lies at `path`, seen without following a symlink (lstat): nothing,
+// the owner's own regular file with one link (one we may remove), or
+// anything else, which another user may have planted and is left alone. In
+// a sticky directory (/dev/shm, /tmp) no one else can replace the owner's
+// file between this look and an unlink.
+enum class PathKind { kAbsent, kOwners, kForeign };
+PathKind classify_path(const std::string& path, std::uint32_t owner_uid);
+
+// Maps an opened file whole, MAP_SHARED, guarded against SIGBUS (an error
+// when the fault registry is full).
 Result<Mapping> map_file(const OpenedFile& file, bool writable, const std::string& path);
 
 // Copies bytes out of shared memory with relaxed 8-byte atomic loads, so a
@@ -100,9 +131,13 @@ struct SegmentState {
   std::byte* base = nullptr;  // the mapped segment (owned by `mapping`, or by the caller)
   std::uint64_t mapped_size = 0;
   Mapping mapping;       // empty for from_memory()
+  UniqueFd fd;           // the mapped file, for residency queries; -1 for from_memory()
   std::uint32_t allowed_uid = 0;  // owner required of error chunks and the spill file
   abi::SegmentHeader header{};    // validated copy
   std::optional<ClockConverter> clock;
+  // Per ring (attach only): 1 once its whole slot was seen allocated. Sticky:
+  // tmpfs pages stay allocated (a truncation is the fault handler's case).
+  std::unique_ptr<std::atomic<std::uint8_t>[]> ring_whole;
 
   // Caches, filled lazily by const readers; guarded by `mutex`.
   mutable std::mutex mutex;
@@ -110,6 +145,26 @@ struct SegmentState {
   // stays put while another reader grows the vector.
   mutable std::vector<std::unique_ptr<Mapping>> chunks;
   mutable std::unordered_map<std::uint32_t, std::string> strings;  // ready strings never change
+  // Rings [hole_from, hole_until) start in a hole the file showed while a
+  // walk asked for ring hole_from; valid for the later rings of that walk
+  // only: while each ring asked for is above the one asked before
+  // (last_ring). See Segment::attach in reader.hpp.
+  mutable std::uint32_t hole_from = 0;
+  mutable std::uint32_t hole_until = 0;
+  mutable std::uint32_t last_ring = UINT32_MAX;
+  // Set once a refused spill file was reported (ErrorBatch::warning), so
+  // the drain says it once per segment, not at every read.
+  mutable std::atomic<bool> spill_refusal_reported{false};
+
+  // How much of a ring slot the file holds: nothing of its control block
+  // (the ring reads as free and empty, untouched), its control block but
+  // not the whole slot (check each range before reading it), or all of it.
+  enum class Residency { kNone, kControl, kWhole };
+  Residency ring_residency(std::uint32_t ring) const;  // ring < max_rings (ring_reader.cpp)
+  // file_written() for the mapped file; always true for from_memory().
+  bool written(std::uint64_t offset, std::uint64_t size) const {
+    return fd.get() < 0 || file_written(fd.get(), offset, size);
+  }
 
   std::string where() const { return "segment " + name + ": "; }
   template <class T>

@@ -1,12 +1,15 @@
 // Segment: attaching, the validated header, live fields, interned strings,
 // the consumer heartbeat and removal. Rings and overflow are in
 // ring_reader.cpp and overflow_reader.cpp, errors in error_reader.cpp.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <atomic>
@@ -46,8 +49,33 @@ Result<void> validate_regions(const detail::SegmentState& impl) {
   return {};
 }
 
+// The regions the creator writes whole before it publishes the header
+// (the runtime reserves and touches them): a hole in one is a segment lying
+// about what it holds, and reading it would allocate the page (tmpfs).
+Result<void> check_regions_written(const detail::SegmentState& impl) {
+  const abi::SegmentHeader& h = impl.header;
+  const struct {
+    const char* name;
+    std::uint64_t offset, size;
+  } regions[] = {{"strings", h.strings_offset, h.strings_size},
+                 {"modules", h.modules_offset, h.modules_size},
+                 {"overflow", h.overflow_offset, h.overflow_size}};
+  for (const auto& r : regions) {
+    if (r.size == 0 || impl.written(r.offset, r.size)) continue;
+    return std::unexpected(Error{impl.where() + r.name + " region [" + std::to_string(r.offset) + ", " +
+                                 std::to_string(r.offset + r.size) +
+                                 ") has pages never written (a sparse segment), refused"});
+  }
+  return {};
+}
+
 // Shared by attach() and from_memory(): impl has base, mapped_size, access.
 Result<void> load_header(detail::SegmentState& impl) {
+  // A header page not yet allocated was not written either (the creator has
+  // not got that far); reading it would allocate it.
+  if (!impl.written(0, abi::kHeaderSize)) {
+    return std::unexpected(Error{impl.where() + "not yet initialized (magic is 0)"});
+  }
   const auto* live = impl.live_header();
   // Acquire: pairs with the creator's release store of magic, published
   // after every write-once field.
@@ -60,6 +88,7 @@ Result<void> load_header(detail::SegmentState& impl) {
   if (auto ok = validate_header(impl.header, impl.mapped_size); !ok) {
     return std::unexpected(Error{impl.where() + ok.error().message});
   }
+  if (auto ok = check_regions_written(impl); !ok) return ok;
   if (auto ok = validate_regions(impl); !ok) return ok;
   impl.clock.emplace(impl.header);
   return {};
@@ -83,14 +112,19 @@ Result<Segment> Segment::attach(const std::string& name, Access access,
   impl->allowed_uid = allowed_uid.value_or(static_cast<std::uint32_t>(::geteuid()));
   const std::string path = std::string(detail::kShmDir) + "/" + name;
   const bool writable = access == Access::kConsume;
-  auto file = detail::open_checked(path, writable, impl->allowed_uid, abi::kHeaderSize);
+  // Bounded before it is mapped: a segment declaring terabytes takes that
+  // much of our address space (shmtrace-drain --max-segment-mb).
+  auto file = detail::open_checked(path, writable, impl->allowed_uid, abi::kHeaderSize,
+                                   segment_limits().max_segment_bytes);
   if (!file) return std::unexpected(Error{"segment " + file.error().error.message});
   auto mapping = detail::map_file(*file, writable, path);
   if (!mapping) return std::unexpected(Error{"segment " + mapping.error().message});
   impl->mapping = std::move(*mapping);
   impl->base = impl->mapping.base();
   impl->mapped_size = impl->mapping.size();
+  impl->fd = std::move(file->fd);  // kept for residency queries (SEEK_DATA, SEEK_HOLE)
   if (auto ok = load_header(*impl); !ok) return std::unexpected(ok.error());
+  impl->ring_whole = std::make_unique<std::atomic<std::uint8_t>[]>(impl->header.max_rings);
   // A name in the standard form must agree with the header it names, or the
   // error chunks found by that name would belong to someone else.
   if (auto parsed = detail::parse_segment_name(name)) {
@@ -124,6 +158,15 @@ Result<Segment> Segment::from_memory(void* base, std::uint64_t size, Access acce
 }
 
 const std::string& Segment::name() const { return impl_->name; }
+
+bool Segment::faulted() const {
+  if (impl_->mapping.faulted()) return true;
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& chunk : impl_->chunks) {
+    if (chunk && chunk->faulted()) return true;
+  }
+  return false;
+}
 const abi::SegmentHeader& Segment::header() const { return impl_->header; }
 const ClockConverter& Segment::clock() const { return *impl_->clock; }
 std::uint32_t Segment::ring_count() const { return impl_->header.max_rings; }
@@ -237,25 +280,79 @@ Result<std::uint8_t> Segment::string_flags(std::uint32_t id) const {
   return found->flags;
 }
 
-bool Segment::claim_consumer(std::uint64_t stale_after_ns) {
+namespace {
+
+std::uint64_t clock_ns(clockid_t clock) {
+  timespec now{};
+  ::clock_gettime(clock, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// When process `pid` started, in CLOCK_MONOTONIC ns (field 22 of
+// /proc/<pid>/stat is in clock ticks of the boot-time clock, which runs on
+// through suspend; today's distance between the two clocks is taken off, so
+// the answer is never later than the truth). Nullopt when unreadable.
+std::optional<std::uint64_t> process_start_monotonic_ns(std::uint32_t pid) {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char text[1024];
+  const ssize_t got = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (got <= 0) return std::nullopt;
+  text[got] = '\0';
+  // The command name (field 2) may hold spaces and parentheses: fields
+  // count from the last ')'.
+  const char* at = std::strrchr(text, ')');
+  if (at == nullptr) return std::nullopt;
+  int field = 2;
+  while (*at != '\0' && field < 22) {
+    if (*at++ == ' ') ++field;
+  }
+  char* end = nullptr;
+  const unsigned long long ticks = std::strtoull(at, &end, 10);
+  if (end == at) return std::nullopt;
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  if (hz <= 0) return std::nullopt;
+  const std::uint64_t boot_ns = static_cast<std::uint64_t>(ticks) * (1'000'000'000u / static_cast<std::uint64_t>(hz));
+  // Monotonic read second: no suspend shows as 0, never as a wrap below it.
+  const std::uint64_t boot_now = clock_ns(CLOCK_BOOTTIME);
+  const std::uint64_t mono_now = clock_ns(CLOCK_MONOTONIC);
+  const std::uint64_t suspended = boot_now > mono_now ? boot_now - mono_now : 0;
+  return boot_ns > suspended ? boot_ns - suspended : 0;
+}
+
+// How long a pid reused for a process started after the holder's last
+// heartbeat must have been running beyond it: the two clocks compared are
+// read at different times and /proc rounds to a clock tick.
+constexpr std::uint64_t kStartSlackNs = 1'000'000'000;
+
+}  // namespace
+
+bool Segment::holder_gone(std::uint32_t holder) const {
+  if (::kill(static_cast<pid_t>(holder), 0) != 0 && errno == ESRCH) return true;
+  // Alive (or another user's, EPERM): the holder unless the pid was reused,
+  // which shows as a process that started after the holder's last heartbeat.
+  // A late heartbeat alone proves nothing: a drain starved of CPU or stopped
+  // by a signal still holds records it has read and not handed back.
+  // Acquire: pairs with the holder's release of its heartbeat.
+  const std::uint64_t beat = abi::atomic_load(impl_->live_header()->drain_heartbeat_ns, std::memory_order_acquire);
+  const auto started = process_start_monotonic_ns(holder);
+  return started && beat != 0 && *started > beat + kStartSlackNs;
+}
+
+bool Segment::claim_consumer() {
   if (impl_->access != Access::kConsume) return false;
   auto* live = impl_->live_header();
   const auto me = static_cast<std::uint32_t>(::getpid());
-  // Acquire: pairs with the other consumer's release of its heartbeat.
+  // Acquire: pairs with the other consumer's claim.
   std::uint32_t holder = abi::atomic_load(live->drain_pid, std::memory_order_acquire);
-  // A holder we may not signal (another user's drain) is alive too.
-  if (holder != 0 && holder != me && (::kill(static_cast<pid_t>(holder), 0) == 0 || errno == EPERM)) {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    const std::uint64_t ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
-                             static_cast<std::uint64_t>(now.tv_nsec);
-    const std::uint64_t beat = abi::atomic_load(live->drain_heartbeat_ns, std::memory_order_acquire);
-    if (beat + stale_after_ns > ns) return false;  // alive and working
-  }
+  if (holder != 0 && holder != me && !holder_gone(holder)) return false;
   // The heartbeat goes first, the claim after it: whoever then sees our pid
-  // (acquire) sees a fresh heartbeat, so a second claimer cannot take our
-  // claim for a stale one in the moment between the two. (A claimer that
-  // loses the race below only refreshed the winner's heartbeat.)
+  // (acquire) sees a fresh heartbeat, so a claimer checking for a reused pid
+  // never mistakes us for one. (A claimer that loses the race below only
+  // refreshed the winner's heartbeat.)
   publish_heartbeat();
   if (!std::atomic_ref<std::uint32_t>(live->drain_pid)
            .compare_exchange_strong(holder, me, std::memory_order_acq_rel, std::memory_order_acquire)) {
@@ -265,10 +362,7 @@ bool Segment::claim_consumer(std::uint64_t stale_after_ns) {
 }
 
 void Segment::publish_heartbeat() {
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  const std::uint64_t ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u +
-                           static_cast<std::uint64_t>(now.tv_nsec);
+  const std::uint64_t ns = clock_ns(CLOCK_MONOTONIC);
   // Release: pairs with the blocked producer's acquire load of the heartbeat,
   // so it also sees the tails we stored before.
   abi::atomic_store(impl_->live_header()->drain_heartbeat_ns, ns, std::memory_order_release);
@@ -313,7 +407,16 @@ Result<void> Segment::unlink() const {
   constexpr std::uint32_t kMaxMissingRun = 4096;
   std::uint32_t missing_run = 0;
   for (std::uint64_t index = 0; index <= UINT32_MAX; ++index) {
-    auto removed = remove_shm(name + abi::kErrorChunkInfix + std::to_string(index));
+    const std::string chunk = name + abi::kErrorChunkInfix + std::to_string(index);
+    // Past the count anyone may have created one (a FIFO, a link): not ours
+    // to remove, and as good as missing for the walk.
+    if (detail::classify_path(std::string(detail::kShmDir) + "/" + chunk, impl_->allowed_uid) !=
+        detail::PathKind::kOwners) {
+      ++missing_run;
+      if (index >= count || missing_run >= kMaxMissingRun) break;
+      continue;
+    }
+    auto removed = remove_shm(chunk);
     if (!removed) return std::unexpected(removed.error());
     missing_run = *removed ? 0 : missing_run + 1;
     if (missing_run != 0 && (index >= count || missing_run >= kMaxMissingRun)) break;
@@ -321,7 +424,10 @@ Result<void> Segment::unlink() const {
   const std::string spill_dir(impl_->header.spill_dir);  // validated NUL-terminated
   if (!spill_dir.empty()) {
     const std::string path = spill_dir + "/" + name + abi::kSpillSuffix;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    // The spill directory may be world-writable: only the owner's own file
+    // is removed (read_errors already reported anything else once).
+    if (detail::classify_path(path, impl_->allowed_uid) == detail::PathKind::kOwners &&
+        ::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return std::unexpected(Error{"cannot remove " + path + ": " + std::strerror(errno)});
     }
   }

@@ -101,11 +101,18 @@ Result<std::vector<CallSiteStats>> Segment::call_site_stats(std::uint32_t ring) 
   const std::uint64_t slots = abi::stats_slot_count(h);
   if (slots == 0) return out;
   const std::uint64_t ring_at = abi::ring_offset(h, ring);
+  // A ring never written was never claimed: nothing to read, nothing touched.
+  const auto residency = impl.ring_residency(ring);
+  if (residency == detail::SegmentState::Residency::kNone) return out;
   const auto& control = *impl.at<abi::RingControl>(ring_at);
   // Acquire: pairs with the claim; a never-claimed ring's table is zero.
   if (abi::atomic_load(control.state, std::memory_order_acquire) ==
       static_cast<std::uint32_t>(abi::RingState::kFree)) {
     return out;
+  }
+  if (residency == detail::SegmentState::Residency::kControl &&
+      !impl.written(ring_at + abi::ring_stats_offset(h), h.ring_stats_bytes)) {
+    return bad(impl, ring, "the table lies in pages never written");
   }
   const auto* table = impl.at<const abi::StatsSlot>(ring_at + abi::ring_stats_offset(h));
   const auto sites = static_cast<std::uint32_t>(slots - 1);

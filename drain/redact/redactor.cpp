@@ -531,4 +531,47 @@ Redaction Redactor::redact_named(std::string_view name, std::string& value) cons
   return impl_->redact(value, true);
 }
 
+namespace {
+
+// Bytes that end the token a cut value ends in: a secret never holds them.
+bool token_separator(char c) {
+  switch (c) {
+    case ' ': case '\t': case '\n': case '\r': case '\f': case '\v':
+    case '"': case '\'': case '`': case ',': case ';': case '(': case ')':
+    case '<': case '>': case '[': case ']': case '{': case '}': case '|':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Redaction Redactor::redact_cut_tail(std::string& value) {
+  std::size_t start = value.size();
+  while (start > 0 && !token_separator(value[start - 1])) --start;
+  if (start == value.size()) return {};
+  value.replace(start, std::string::npos, kRedacted);
+  return Redaction{.replaced = 1, .truncated = false};
+}
+
+Redaction Redactor::redact_cut(std::string& value) const {
+  Redaction done = impl_->redact(value, true);
+  done.replaced += redact_cut_tail(value).replaced;
+  // The marker may have taken the value past the bound again: what comes
+  // before it gives way, so the value still ends in the marker.
+  if (value.size() > kMaxPayloadBytes) {
+    std::size_t cut = kMaxPayloadBytes - kRedacted.size();
+    while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+    value.replace(cut, std::string::npos, kRedacted);
+    done.truncated = true;
+  }
+  return done;
+}
+
+Redaction Redactor::redact_named_cut(std::string_view name, std::string& value) const {
+  if (impl_->sensitive(name)) return redact_named(name, value);
+  return redact_cut(value);
+}
+
 }  // namespace shmtrace::drain

@@ -92,6 +92,19 @@ class Redactor {
   // the name is sensitive, whatever the value, else redact(value).
   Redaction redact_named(std::string_view name, std::string& value) const;
 
+  // A value the producer cut at its limit (an argument at max_repr, an error
+  // message at its 500 bytes): redact(), then the token the value ends in
+  // (the bytes after its last space, quote or bracket) is replaced too,
+  // whatever it holds. It may be the first bytes of a secret that no pattern
+  // recognizes any more once cut (AKIA04QWER, ghp_04aB3dE5, sk_live_4e,
+  // bob@exam); a cut word is lost as well, which costs nothing a cut value
+  // had not lost already.
+  Redaction redact_cut(std::string& value) const;
+  // redact_named() for a value the producer cut.
+  Redaction redact_named_cut(std::string_view name, std::string& value) const;
+  // The trailing-token step of redact_cut() alone.
+  static Redaction redact_cut_tail(std::string& value);
+
   // The prefilter alone: false means redact() will replace nothing.
   bool may_contain_secret(std::string_view value) const;
 

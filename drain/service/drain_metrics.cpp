@@ -37,6 +37,9 @@ DrainMetrics::DrainMetrics(metrics::Registry& r)
     : records(counter(r, "shmtrace_drain_records_total", "Records committed (to the database or the spill file).")),
       rows(counter(r, "shmtrace_drain_rows_total", "Rows stored in the database.")),
       failed_commits(counter(r, "shmtrace_drain_commit_failures_total", "Batch commits the database refused.")),
+      records_refused(counter(r, "shmtrace_records_refused_total",
+                              "Records refused as implausible (unknown string id, time outside the process's life, "
+                              "drop count above the ring's, all-zero); nothing of them is stored.")),
       spilled_batches(counter(r, "shmtrace_drain_spilled_batches_total", "Batches written to the spill file.")),
       replayed_batches(counter(r, "shmtrace_drain_replayed_batches_total", "Spilled batches stored on recovery.")),
       spill_refusals(counter(r, "shmtrace_drain_spill_refusals_total",
@@ -84,6 +87,7 @@ void DrainMetrics::note_collect(const SegmentConsumer& c, const CollectStats& st
 
 void DrainMetrics::note_producer(const SegmentConsumer& c) {
   const reader::Segment& s = c.segment();
+  if (s.faulted()) return;  // zeros since the truncation; the next cycle drops it
   metrics::Labels l = labels(c);
   double written = 0, overflowed = 0, dropped = 0;
   const double capacity = static_cast<double>(s.header().ring_capacity);

@@ -17,6 +17,7 @@ class DrainMetrics {
   metrics::Counter& records;          // committed (store or spill)
   metrics::Counter& rows;             // rows stored in the database
   metrics::Counter& failed_commits;
+  metrics::Counter& records_refused;
   metrics::Counter& spilled_batches;
   metrics::Counter& replayed_batches;
   metrics::Counter& spill_refusals;   // batches the full spill file could not take

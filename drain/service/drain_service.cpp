@@ -14,6 +14,7 @@
 #include "metrics/registry.hpp"
 #include "redact/redactor.hpp"
 #include "service/drain_metrics.hpp"
+#include "store/query.hpp"
 #include "store/segment_consumer.hpp"
 #include "store/spill_file.hpp"
 
@@ -32,9 +33,6 @@ std::int64_t wall_ns() {
 // Records one batch takes at most (all segments together): it bounds the
 // drain's memory (rows are ~200 bytes each) and a transaction's length.
 constexpr std::uint64_t kMaxBatchRecords = 32768;
-
-// A consumer whose heartbeat is older than this is taken to have stopped.
-constexpr std::uint64_t kConsumerStaleNs = 2'000'000'000;
 
 enum class Circuit { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 
@@ -67,7 +65,7 @@ struct Drain::Impl {
   int failures = 0;
   Clock::time_point reopen_at{};
   bool spill_full_reported = false;
-  Clock::time_point next_retention{}, next_metrics{};
+  Clock::time_point next_retention{}, next_metrics{}, next_identity_check{};
   std::uint64_t rows_at_last_metrics = 0;
   Clock::time_point last_metrics_at = Clock::now();
 
@@ -84,6 +82,7 @@ struct Drain::Impl {
   void attach(const std::string& name, std::uint32_t owner);
   std::expected<bool, std::string> commit(Batch& batch);
   void housekeeping(bool idle);
+  std::unexpected<std::string> identity_lost(const std::string& why);
   void publish_metrics();
   std::expected<void, std::string> write(const Batch& batch);
 };
@@ -95,7 +94,9 @@ int Drain::metrics_port() const { return impl_->exporter ? impl_->exporter->port
 bool Drain::circuit_open() const { return impl_->circuit != Circuit::kClosed; }
 
 std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOptions& options, Log log) {
-  auto store = Store::open(options.database, options.store);
+  StoreOptions store_options = options.store;
+  if (!store_options.log) store_options.log = log;
+  auto store = Store::open(options.database, store_options);
   if (!store) return std::unexpected(store.error().message);
   auto spill = SpillFile::open(options.spill_path.empty() ? options.database + ".spill" : options.spill_path,
                                options.spill_max_bytes);
@@ -124,9 +125,21 @@ std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOpti
                    : alerts::load_rules(options.alerts_file);
   if (!rules) return std::unexpected(rules.error());
   if (!rules->empty()) {
-    auto evaluator = alerts::Evaluator::create(impl->store.handle(), std::move(*rules), impl->log);
+    // Rules read through a query connection of their own (partitions,
+    // views, SQL functions), on their own thread: never on the writer's.
+    alerts::EvaluatorOptions alert_options;
+    alert_options.open_queries = [](const std::string& path) -> std::expected<alerts::QueryConnection, std::string> {
+      auto q = QueryDatabase::open(path);
+      if (!q) return std::unexpected(q.error());
+      auto owner = std::make_shared<QueryDatabase>(std::move(*q));
+      sqlite3* handle = owner->handle();
+      return alerts::QueryConnection(handle, [owner](sqlite3*) mutable { owner.reset(); });
+    };
+    auto evaluator =
+        alerts::Evaluator::create(options.database, std::move(*rules), impl->log, std::move(alert_options));
     if (!evaluator) return std::unexpected(evaluator.error());
     impl->alerts.emplace(std::move(*evaluator));
+    impl->alerts->start();
   }
   if (impl->spill.batches() > 0) {
     impl->log("replaying " + std::to_string(impl->spill.batches()) + " spilled batches from " + impl->spill.path());
@@ -156,9 +169,9 @@ void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
     ++totals.segments_refused;
     return;
   }
-  if (!segment->claim_consumer(kConsumerStaleNs)) {
+  if (!segment->claim_consumer()) {
     // Another drain (on another database) is consuming it: leave it to that
-    // one, and take over if it stops.
+    // one, and take over once its process is gone.
     waiting[name] = owner;
     if (busy_reported.insert(name).second) {
       log("leaving " + name + " to the other drain already consuming it");
@@ -315,6 +328,9 @@ std::expected<bool, std::string> Drain::cycle() {
       d.log(it->first + ": passed over " + std::to_string(collected->abandoned_errors) +
             " error entries its process left half-written when it died");
     }
+    if (!collected->warning.empty()) d.log(collected->warning);
+    if (!collected->refused_note.empty()) d.log(collected->refused_note);
+    if (collected->refused > 0) d.m.records_refused.add(static_cast<double>(collected->refused));
     d.m.note_collect(c, *collected, gone);
     if (collected->records >= d.per_ring) ++full_rings;
     if (gone && collected->records + collected->errors == 0) {
@@ -336,6 +352,9 @@ std::expected<bool, std::string> Drain::cycle() {
   if (moved) {
     auto committed = batch.empty() ? std::expected<bool, std::string>(true) : d.commit(batch);
     if (!committed) return std::unexpected(committed.error());
+    if (*committed) {
+      if (auto same = d.store.check_identity(); !same) return d.identity_lost(same.error().message);
+    }
     for (auto& [name, c] : d.live) {
       if (!*committed) {
         c.abandon();
@@ -364,8 +383,21 @@ std::expected<bool, std::string> Drain::cycle() {
       }
     }
   }
+  if (!moved && Clock::now() >= d.next_identity_check) {
+    // Idle: nothing to hand back, but the user should hear of it now.
+    d.next_identity_check = Clock::now() + std::chrono::seconds(1);
+    if (auto same = d.store.check_identity(); !same) return d.identity_lost(same.error().message);
+  }
   d.housekeeping(!moved);
   return moved;
+}
+
+// The database was deleted or replaced under us: what the last commit wrote
+// went into unlinked files, so nothing is handed back and the drain stops.
+std::unexpected<std::string> Drain::Impl::identity_lost(const std::string& why) {
+  for (auto& [name, c] : live) c.abandon();
+  return std::unexpected(why + "; stopping without handing back what was read, which stays in shared memory for the "
+                               "next drain");
 }
 
 void Drain::Impl::housekeeping(bool idle) {
@@ -400,7 +432,7 @@ void Drain::Impl::housekeeping(bool idle) {
     next_metrics = now + options.metrics_interval;
     publish_metrics();
   }
-  if (circuit == Circuit::kClosed && alerts) alerts->tick(wall_ns());
+  // Alert rules run on the evaluator's own thread (started in create).
 }
 
 void Drain::Impl::publish_metrics() {
@@ -462,6 +494,8 @@ std::expected<void, std::string> Drain::run(const std::atomic<bool>& stop) {
     }
     if (!*moved) d.discover(d.options.idle_wait);
   }
+  // A rule's query still running is interrupted, not waited for.
+  if (d.alerts) d.alerts->stop();
   d.publish_metrics();
   if (d.spill.batches() > 0) {
     d.log(std::to_string(d.spill.batches()) + " batches remain in " + d.spill.path() + ", replayed on the next start");

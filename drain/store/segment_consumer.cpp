@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "reader/hex.hpp"
 #include "store/histogram_blob.hpp"
@@ -98,8 +99,16 @@ class Converter {
   Converter(SegmentConsumer& consumer, SegmentRows& rows, const Redactor* redactor, CollectStats& stats)
       : c_(consumer), s_(consumer.segment()), rows_(rows), redactor_(redactor), stats_(stats) {}
 
+  // Refused records are counted, the first reason kept for the log line.
+  void refuse(const std::string& why, std::uint64_t count = 1) {
+    if (stats_.refused == 0) first_refusal_ = why;
+    stats_.refused += count;
+  }
+  const std::string& first_refusal() const { return first_refusal_; }
+
   void add(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position, std::uint32_t tid) {
     const reader::ClockConverter& clock = s_.clock();
+    if (!plausible(d, ring)) return;
     switch (d.kind) {
       case RecordKind::kSpanBegin: {
         SpanRow r;
@@ -164,6 +173,40 @@ class Converter {
   }
 
  private:
+  // What a record claims, checked against the segment: its name is one of
+  // the segment's strings, its times lie within the process's life (a clock
+  // cannot run before the process started, nor past now), a drop marker
+  // counts no more than its ring has dropped in all.
+  bool plausible(const reader::DecodedRecord& d, std::uint32_t ring) {
+    const reader::ClockConverter& clock = s_.clock();
+    if (d.name_id != 0 && d.kind != RecordKind::kThreadStart && d.kind != RecordKind::kThreadEnd &&
+        !c_.string_known(d.name_id)) {
+      refuse("a " + std::string(abi::record_kind_name(d.kind)) + " record names string id " +
+             std::to_string(d.name_id) + ", which the segment does not hold");
+      return false;
+    }
+    const auto in_life = [&](std::uint64_t ticks) {
+      const std::int64_t t = clock.to_wall_ns(ticks);
+      return t >= earliest_ns_ && t <= latest_ns_;
+    };
+    const bool times_ok = in_life(d.timestamp) && (d.kind != RecordKind::kSpanEnd || in_life(d.aux)) &&
+                          (d.kind != RecordKind::kDropMarker ||
+                           (in_life(d.drop.first_drop_timestamp) && in_life(d.drop.last_drop_timestamp)));
+    if (!times_ok) {
+      refuse("a " + std::string(abi::record_kind_name(d.kind)) + " record's time lies outside the process's life");
+      return false;
+    }
+    if (d.kind == RecordKind::kDropMarker) {
+      const std::uint64_t most = c_.dropped_bound(ring);
+      if (d.aux > most) {
+        refuse("a drop marker counts " + std::to_string(d.aux) + " dropped records where at most " +
+               std::to_string(most) + " were");
+        return false;
+      }
+    }
+    return true;
+  }
+
   // Spans of one trace come in runs: the last id's text is kept.
   const std::string& trace_hex(const std::uint8_t (&id)[16]) {
     if (!have_trace_ || std::memcmp(id, last_trace_, sizeof last_trace_) != 0) {
@@ -174,11 +217,7 @@ class Converter {
     return last_trace_hex_;
   }
 
-  const std::string& group_of(std::uint32_t id) {
-    auto known = groups_.find(id);
-    if (known == groups_.end()) known = groups_.emplace(id, text_of(s_, id)).first;
-    return known->second;
-  }
+  const std::string& group_of(std::uint32_t id) { return c_.text_of(id); }
 
   SpanDataRow span_data(const reader::DecodedRecord& d, std::uint32_t ring, std::uint64_t position,
                         std::uint32_t tid) {
@@ -188,14 +227,19 @@ class Converter {
     r.ts_ns = s_.clock().to_wall_ns(d.timestamp);
     r.tid = tid;
     r.span_id = d.span_id;
-    r.name = text_of(s_, d.name_id);
+    r.name = c_.text_of(d.name_id);
     r.flags = d.flags;
+    // A value the runtime cut at its limit may end in the first bytes of a
+    // secret no pattern recognizes any more.
+    const bool cut = (d.flags & abi::kArgTruncated) != 0;
     switch (d.kind) {
       case RecordKind::kEvent:
         r.kind = "event";
         r.value = d.value;
         r.value_type = "string";
-        if (redactor_ != nullptr) stats_.redactions += redactor_->redact(r.value).replaced;
+        if (redactor_ != nullptr) {
+          stats_.redactions += (cut ? redactor_->redact_cut(r.value) : redactor_->redact(r.value)).replaced;
+        }
         break;
       case RecordKind::kCounter:
         r.kind = "counter";
@@ -209,7 +253,10 @@ class Converter {
           r.value = scalar(d.flags, d.aux);
         } else {
           r.value = d.value;
-          if (redactor_ != nullptr) stats_.redactions += redactor_->redact_named(r.name, r.value).replaced;
+          if (redactor_ != nullptr) {
+            stats_.redactions +=
+                (cut ? redactor_->redact_named_cut(r.name, r.value) : redactor_->redact_named(r.name, r.value)).replaced;
+          }
         }
         break;
     }
@@ -231,7 +278,7 @@ class Converter {
       r.name = std::string(d.thread.name, ::strnlen(d.thread.name, sizeof d.thread.name));
     } else {
       r.kind = abi::record_kind_name(d.kind);
-      r.name = text_of(s_, d.name_id);
+      r.name = c_.text_of(d.name_id);
     }
     return r;
   }
@@ -242,7 +289,14 @@ class Converter {
   const Redactor* redactor_;
   CollectStats& stats_;
   std::unordered_map<std::uint64_t, std::size_t> open_;  // span id -> row of a begin without its end yet
-  std::unordered_map<std::uint32_t, std::string> groups_;
+  std::string first_refusal_;
+  // The process's life as far as this batch can know it: from a minute
+  // before its start (clock calibration) to a minute past now.
+  std::int64_t earliest_ns_ = c_.process_start_ns() - 60'000'000'000LL;
+  std::int64_t latest_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() +
+                            60'000'000'000LL;
   std::uint8_t last_trace_[16] = {};
   bool have_trace_ = false;
   std::string last_trace_hex_;
@@ -256,8 +310,6 @@ ErrorRow error_row(const reader::Segment& s, const reader::ErrorRecord& e) {
   r.tid = e.tid;
   r.span_id = e.span_id;
   r.trace_id = hex(e.trace_id, 16);
-  r.group = text_of(s, e.group_id);
-  r.span_name = text_of(s, e.span_name_id);
   r.type = e.type;
   r.message = e.message;
   r.preview = e.preview;
@@ -269,6 +321,12 @@ ErrorRow error_row(const reader::Segment& s, const reader::ErrorRecord& e) {
     r.frames += buf;
   }
   return r;
+}
+
+// The segment's file shrank under a read (SIGBUS, survived by the reader):
+// what this pass read may be zeros, and nothing of it may be stored.
+reader::Error truncated() {
+  return reader::Error{"the segment was truncated while being read (SIGBUS): dropped"};
 }
 
 ProcessRow process_row(const reader::Segment& segment) {
@@ -316,6 +374,7 @@ SegmentRows& SegmentConsumer::rows_in(Batch& batch) const {
 reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t max_per_ring) {
   abandon();
   CollectStats stats;
+  if (segment_.faulted()) return std::unexpected(truncated());  // since the last pass
   if (!segment_.heartbeat()) {
     return std::unexpected(reader::Error{"taken over by another consumer (pid " +
                                          std::to_string(segment_.consumer_pid()) + ")"});
@@ -327,10 +386,20 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   auto errors = segment_.read_errors(cursor_, 65536, gone_seen_);
   if (!errors) return std::unexpected(errors.error());
   stats.abandoned_errors = errors->abandoned;
+  stats.warning = std::move(errors->warning);
   for (const reader::ErrorRecord& e : errors->errors) {
     rows.errors.push_back(error_row(segment_, e));
     ErrorRow& r = rows.errors.back();
-    if (redactor_ != nullptr) stats.redactions += redactor_->redact(r.message).replaced + redactor_->redact(r.preview).replaced;
+    r.group = text_of(e.group_id);
+    r.span_name = text_of(e.span_name_id);
+    if (redactor_ != nullptr) {
+      // A text at its limit was cut by the runtime (abi.hpp's error entry).
+      const auto redact = [this](std::string& text, std::size_t limit) {
+        return (text.size() >= limit ? redactor_->redact_cut(text) : redactor_->redact(text)).replaced;
+      };
+      stats.redactions += redact(r.type, abi::kMaxErrorType) + redact(r.message, abi::kMaxErrorMessage) +
+                          redact(r.preview, abi::kMaxErrorPreview);
+    }
     ++stats.errors;
   }
   const ErrorCursorRow next{errors->next.chunk, errors->next.offset, errors->next.spill_offset};
@@ -397,11 +466,30 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   }
   stats.unknown_kinds = decode_stats.unknown_kinds;
   stats.broken_values = decode_stats.broken_continuations;
+  if (decode_stats.empty_records > 0) {
+    // The ABI's all-zero record: never written by a producer.
+    convert.refuse("all-zero records, which no producer writes", decode_stats.empty_records);
+  }
+  stats.redactions += std::exchange(redactions_pending_, 0);
+  if (stats.refused > 0 && !refusals_reported_) {
+    refusals_reported_ = true;
+    stats.refused_note = name() + ": refused " + std::to_string(stats.refused) + " implausible records (first: " +
+                         convert.first_refusal() + "); the rest is stored";
+  }
+  // Checked last: a fault anywhere in this pass taints all of it.
+  if (segment_.faulted()) return std::unexpected(truncated());
   batch.records += stats.records;
   return stats;
 }
 
 reader::Result<void> SegmentConsumer::release() {
+  // Truncated after this pass's collect() (the records it read came before
+  // the fault, but the file has nowhere to take the tails): nothing handed
+  // back; the next collect() reports it, once, and the drain drops it.
+  if (segment_.faulted()) {
+    abandon();
+    return {};
+  }
   // Taken over while this batch was being stored (our heartbeat went stale):
   // the new consumer reads these records again (stored twice, kept once);
   // moving its tails would lose records.
@@ -413,8 +501,15 @@ reader::Result<void> SegmentConsumer::release() {
   if (pending_cursor_) cursor_ = reader::ErrorCursor{pending_cursor_->chunk, pending_cursor_->offset,
                                                      pending_cursor_->spill_offset};
   pending_cursor_.reset();
+  // A truncation in the middle of handing back reads zero indices: the same
+  // silence as above.
+  const auto failed = [&](reader::Result<void> ok) -> reader::Result<void> {
+    if (!segment_.faulted()) return ok;
+    abandon();
+    return {};
+  };
   for (auto [ring, end] : pending_rings_) {
-    if (auto ok = segment_.commit_ring(ring, end); !ok) return ok;
+    if (auto ok = segment_.commit_ring(ring, end); !ok) return failed(std::move(ok));
   }
   pending_rings_.clear();
   for (const auto& [site, figures] : stats_pending_) stats_committed_[site] = figures;
@@ -422,7 +517,7 @@ reader::Result<void> SegmentConsumer::release() {
   if (pending_overflow_) {
     auto ok = segment_.commit_overflow(*pending_overflow_);
     pending_overflow_.reset();
-    if (!ok) return ok;
+    if (!ok) return failed(std::move(ok));
   }
   return {};
 }
@@ -437,9 +532,40 @@ void SegmentConsumer::abandon() {
 const std::string& SegmentConsumer::name_of(std::uint32_t id) {
   auto known = names_.find(id);
   if (known != names_.end()) return known->second;
-  std::string name = text_of(segment_, id);
-  if (name.rfind("@0x", 0) == 0) name = function_at(std::strtoull(name.c_str() + 3, nullptr, 16));
+  std::string name = drain::text_of(segment_, id);
+  if (name.rfind("@0x", 0) == 0) {
+    name = function_at(std::strtoull(name.c_str() + 3, nullptr, 16));  // a symbol: the program's own text
+  } else if (redactor_ != nullptr) {
+    redactions_pending_ += redactor_->redact(name).replaced;
+  }
   return names_.emplace(id, std::move(name)).first->second;
+}
+
+const std::string& SegmentConsumer::text_of(std::uint32_t id) {
+  auto known = texts_.find(id);
+  if (known != texts_.end()) return known->second;
+  std::string text = drain::text_of(segment_, id);
+  if (redactor_ != nullptr) redactions_pending_ += redactor_->redact(text).replaced;
+  return texts_.emplace(id, std::move(text)).first->second;
+}
+
+bool SegmentConsumer::string_known(std::uint32_t id) {
+  if (id == 0) return true;
+  auto known = strings_known_.find(id);
+  if (known != strings_known_.end()) return known->second;
+  return strings_known_.emplace(id, segment_.string(id).has_value()).first->second;
+}
+
+std::uint64_t SegmentConsumer::dropped_bound(std::uint32_t ring) const {
+  if (ring != kOverflowRing) {
+    auto info = segment_.ring_info(ring);
+    return info ? info->dropped : 0;
+  }
+  std::uint64_t total = segment_.no_ring_dropped();
+  for (std::uint32_t r = 0; r < segment_.ring_count(); ++r) {
+    if (auto info = segment_.ring_info(r)) total += info->dropped;
+  }
+  return total;
 }
 
 const std::string& SegmentConsumer::function_at(std::uint64_t address) {
@@ -525,6 +651,7 @@ bool SegmentConsumer::image_gone() const {
 
 reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
   SegmentRows& rows = rows_in(batch);
+  if (segment_.faulted()) return std::unexpected(truncated());
   if (auto ok = snapshot_stats(rows); !ok) return ok;
   ProcessFate fate;
   switch (segment_.state()) {
@@ -548,8 +675,14 @@ reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
   }
   fate.end_ns = static_cast<std::int64_t>(segment_.header().clock_ref_wall_ns);
   if (auto live = reader::Segment::attach(segment_.name(), reader::Access::kReadOnly)) {
-    fate.exec_target = text_of(*live, live->header().exec_target_id);
+    fate.exec_target = drain::text_of(*live, live->header().exec_target_id);
+    if (redactor_ != nullptr) redactor_->redact(fate.exec_target);
     if (live->header().end_ticks != 0) fate.end_ns = live->clock().to_wall_ns(live->header().end_ticks);
+  }
+  if (segment_.faulted()) {
+    rows.call_stats.clear();  // from this snapshot: may be zeros
+    stats_pending_.clear();
+    return std::unexpected(truncated());
   }
   rows.fate = std::move(fate);
   return {};

@@ -34,6 +34,12 @@ struct CollectStats {
   std::uint64_t broken_values = 0;
   std::uint64_t redactions = 0;
   std::uint64_t abandoned_errors = 0;  // half-written entries of a dead process, passed over
+  std::string warning;  // one line to log, not fatal (reader::ErrorBatch::warning); empty if none
+  // Records refused as implausible, nothing of them stored: a string id the
+  // segment does not hold, a time outside the process's life, a drop marker
+  // counting more than its ring ever dropped, an all-zero record.
+  std::uint64_t refused = 0;
+  std::string refused_note;  // one line, the first time a segment has refusals; empty after
 };
 
 class SegmentConsumer {
@@ -69,8 +75,22 @@ class SegmentConsumer {
 
   const std::string& name() const { return segment_.name(); }
   const reader::Segment& segment() const { return segment_; }
-  // The stored name of a string id: "@0x<addr>" resolved to the function.
+  // Its file was truncated under a read (reader::Segment::faulted()):
+  // collect() then fails with the one line that drops it.
+  bool faulted() const { return segment_.faulted(); }
+  // The stored name of a string id: "@0x<addr>" resolved to the function,
+  // an API name redacted (a name is text a program chose, and may hold a
+  // secret as well as a value can).
   const std::string& name_of(std::uint32_t id);
+  // The stored form of any other interned text (groups, argument and event
+  // names): redacted, once per id.
+  const std::string& text_of(std::uint32_t id);
+  // The id names a string of the segment (0: none, also valid).
+  bool string_known(std::uint32_t id);
+  // The most records a drop marker from `ring` (kOverflowRing: from any
+  // thread) can report: what the segment's counters say was ever dropped.
+  std::uint64_t dropped_bound(std::uint32_t ring) const;
+  std::int64_t process_start_ns() const { return process_.start_ns; }
   // An instrumented function's name by address ("@0x<addr>" when unknown).
   const std::string& function_at(std::uint64_t address);
 
@@ -94,7 +114,11 @@ class SegmentConsumer {
   // ("@0x..."), resolved through the segment's module map (P9), per name id.
   std::optional<symbols::Resolver> resolver_;
   std::map<std::uint32_t, std::string> names_;
+  std::map<std::uint32_t, std::string> texts_;       // text_of(), redacted
+  std::map<std::uint32_t, bool> strings_known_;       // string_known()
   std::map<std::uint64_t, std::string> functions_;  // by address
+  std::uint64_t redactions_pending_ = 0;  // names redacted since the last collect() took the count
+  bool refusals_reported_ = false;
   // Call-site statistics: when the next snapshot is due, and the calls,
   // errors, unfinished and completed of each (ring, slot) as last committed
   // (pending: in the batch not yet committed).

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <string_view>
 #include <utility>
@@ -101,6 +103,8 @@ struct Store::Impl {
   std::unique_ptr<PartitionSet> partitions;
   std::unique_ptr<Checkpointer> checkpointer;  // after partitions: gone before them
   std::map<std::string, std::int64_t, std::less<>> keys;  // segment -> process_key, committed
+  // The main file and the partitions directory as opened (check_identity).
+  struct stat main_file {}, parts_dir {};
 
   ~Impl() {
     checkpointer.reset();
@@ -149,10 +153,15 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
   impl->path = path;
   impl->options = options;
   const std::string lock_path = path + ".lock";
-  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (impl->lock_fd < 0) return std::unexpected(StoreError{"cannot open " + lock_path});
+  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (impl->lock_fd < 0) {
+    return std::unexpected(StoreError{"cannot open the lock file " + lock_path + ": " + std::strerror(errno)});
+  }
   if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    return std::unexpected(StoreError{"another shmtrace-drain is using " + path + " (lock " + lock_path + ")"});
+    if (errno == EWOULDBLOCK) {
+      return std::unexpected(StoreError{"another shmtrace-drain is using " + path + " (lock " + lock_path + ")"});
+    }
+    return std::unexpected(StoreError{"cannot lock " + lock_path + ": " + std::strerror(errno)});
   }
   // NOMUTEX: the connection is the drain thread's alone (the checkpointer
   // has its own), so SQLite's per-call connection mutex is pure cost.
@@ -207,6 +216,9 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
   impl->partitions = std::make_unique<PartitionSet>(impl->db, path + ".parts", width_ns, retention_ns);
   if (options.log) impl->partitions->set_note_sink([log = options.log, path](const std::string& line) { log(path + ": " + line); });
   if (auto ok = impl->partitions->load(); !ok) return std::unexpected(StoreError{path + ": " + ok.error()});
+  if (::stat(path.c_str(), &impl->main_file) != 0 || ::stat((path + ".parts").c_str(), &impl->parts_dir) != 0) {
+    return std::unexpected(StoreError{"cannot examine " + path + " after opening it: " + std::strerror(errno)});
+  }
   Impl* raw = impl.get();
   impl->checkpointer = std::make_unique<Checkpointer>(impl->db, [raw](const std::string& schema) {
     return schema == "main" ? raw->path : raw->partitions->file_of(schema);
@@ -414,6 +426,23 @@ StoreResult<WriteStats> Store::write(const Batch& batch) {
   }
   impl_->keys.merge(fresh);
   return stats;
+}
+
+StoreResult<void> Store::check_identity() const {
+  const auto same = [](const std::string& path, const struct stat& then, const char* what) -> StoreResult<void> {
+    struct stat now {};
+    if (::stat(path.c_str(), &now) != 0) {
+      return std::unexpected(StoreError{"the " + std::string(what) + " " + path + " is gone (" + std::strerror(errno) +
+                                        "): it was deleted or moved while the drain ran"});
+    }
+    if (now.st_dev != then.st_dev || now.st_ino != then.st_ino) {
+      return std::unexpected(StoreError{"the " + std::string(what) + " " + path + " was replaced while the drain ran (inode " +
+                                        std::to_string(then.st_ino) + ", now " + std::to_string(now.st_ino) + ")"});
+    }
+    return {};
+  };
+  if (auto ok = same(impl_->path, impl_->main_file, "database"); !ok) return ok;
+  return same(impl_->path + ".parts", impl_->parts_dir, "partitions directory");
 }
 
 StoreResult<std::optional<ErrorCursorRow>> Store::error_cursor(const std::string& segment) {

@@ -104,6 +104,12 @@ class Store {
   StoreResult<std::uint64_t> vacuum_step();
   StoreResult<void> write_metrics(std::int64_t ts_ns, const std::vector<MetricSample>& samples);
 
+  // The database is still the one opened: its main file and partitions
+  // directory are where they were, with the same inodes. A database deleted
+  // or replaced under a running drain keeps taking writes into unlinked
+  // files, so a drain asks before it hands any slot back.
+  StoreResult<void> check_identity() const;
+
   std::uint64_t database_bytes() const;  // main file and partitions, WAL included
   std::size_t partition_count() const;
   const std::string& path() const;

@@ -43,6 +43,11 @@
 // chain only grows; header.error_chunk_count says how many chunks exist. When
 // shared memory is exhausted, entries are appended in the same byte format to
 // the spill file  <header.spill_dir>/<segment name>.errors  (no chunk header).
+// The spill directory (default /tmp/shmtrace-<euid>, private, 0700) may be
+// one every user can write, so both sides open the spill file and the chunks
+// without following links or blocking, and use them only when they are the
+// segment owner's regular files with one link; anything else there is
+// ignored, never written, never removed.
 //
 // ---------------------------------------------------------------------------
 // Glossary
@@ -589,11 +594,12 @@ struct RingControl {
   std::uint64_t reserved1[7];
   // Cache line 2: ownership; producer writes, consumer reads.
   std::uint32_t state;       // RingState; claim by CAS (acquire), release by store (release)
-  std::uint32_t generation;  // +1 per claim, written right after the claim CAS
+  std::uint32_t generation;  // +1 per claim; generation, tid and thread_name are written after
+                             // the claim CAS and published by the release store of claimed_ticks
   std::uint32_t tid;         // owner's kernel thread id
   std::uint32_t reserved2;
   char thread_name[16];
-  std::uint64_t claimed_ticks;
+  std::uint64_t claimed_ticks;  // store (release) last of a claim; the reader acquires it first
   std::uint64_t reserved3[3];
   // Cache line 3: call-site statistics (P13); producer writes, consumer reads.
   std::uint32_t stats_used;  // call-site slots assigned (the "other" slot excluded);
