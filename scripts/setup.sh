@@ -29,6 +29,8 @@ packages=(
   libtomlplusplus-dev # the drain's configuration and alert rules
   libcpp-httplib-dev  # the drain's Prometheus endpoint
   prometheus          # promtool: the tests check the metrics exposition with it
+  clang-16            # scripts/fuzz.sh: the libFuzzer targets (tests/fuzz)
+  libclang-rt-16-dev  # libFuzzer and the sanitizers' runtimes for clang-16
   git
   ca-certificates
 )
