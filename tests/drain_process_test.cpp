@@ -61,14 +61,15 @@ TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
                                  {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "60000"}});
   std::mt19937 random(12345);
   int kills = 0;
-  for (int round = 0; round < 6; ++round) {
+  constexpr int kKills = 20;
+  for (int round = 0; round < kKills; ++round) {
     Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 80));
     ::kill(drain.pid(), SIGKILL);  // anywhere: mid-batch, mid-commit, between commit and hand-back
     const RunResult killed = drain.wait();
     kills += killed.signal == SIGKILL;
   }
-  EXPECT_EQ(kills, 6);
+  EXPECT_EQ(kills, kKills);
   // One last drain runs until the producer is done, then stops on SIGTERM.
   Child last = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
   const RunResult produced = producer.wait();

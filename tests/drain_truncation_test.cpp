@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -338,6 +339,82 @@ TEST(DrainTruncation, ASparseValidSegmentIsStoredExactlyWithoutAllocatingItsHole
     EXPECT_EQ(d.number("SELECT count(DISTINCT tid)" + h::counters_of(self) + " AND tid IN (10000, 10007, 14095)"), 3);
     ::close(fd);
     ::unlink(path.c_str());
+  });
+}
+
+}  // namespace
+}  // namespace shmtrace::test
+
+namespace shmtrace::test {
+namespace {
+
+// Another process scribbles random bytes over a live producer's rings (its
+// records and their control blocks) while the drain reads them: the drain
+// lives on, says so in at most two lines (records refused, the segment
+// dropped), stores nothing implausible, and a good producer beside it exactly.
+TEST(DrainTruncation, ALiveSegmentScribbledOverByAnotherProcessCostsOnlyThatSegment) {
+  run_isolated([] {
+    DrainRun drain("scribbled");
+    ASSERT_TRUE(drain.alive());
+    const std::string producer_err = drain.db().path + ".producer";
+    const pid_t producer = h::spawn({program_path("st_producer"), "sequence", "2", "50000000"}, producer_err);
+    ASSERT_GT(producer, 0);
+    const std::string name = find_segment(producer, 10000);
+    ASSERT_NE(name, "");
+    std::uint64_t rings_offset = 0, rings_size = 0;
+    ASSERT_TRUE(h::wait_until(
+        [&] {
+          auto s = reader::Segment::attach(name, reader::Access::kReadOnly);
+          if (!s || s->consumer_pid() != static_cast<std::uint32_t>(drain.pid())) return false;
+          rings_offset = s->header().rings_offset;
+          rings_size = std::uint64_t{s->header().max_rings} * s->header().ring_stride;
+          return true;
+        },
+        10s))
+        << drain.log();
+    const pid_t scribbler = ::fork();
+    ASSERT_GE(scribbler, 0);
+    if (scribbler == 0) {
+      const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) ::_exit(1);
+      std::mt19937_64 random(42);
+      const auto until = std::chrono::steady_clock::now() + 1500ms;
+      while (std::chrono::steady_clock::now() < until) {
+        std::uint64_t junk[8];
+        for (auto& w : junk) w = random();
+        // Within the first two rings, where the producer's threads write.
+        const std::uint64_t span = std::min<std::uint64_t>(rings_size, 2 * 2'000'000);
+        const std::uint64_t at = rings_offset + (random() % (span / 8)) * 8;
+        if (::pwrite(fd, junk, 8 * (1 + random() % 8), static_cast<off_t>(at)) < 0) ::_exit(2);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      ::_exit(0);
+    }
+    EXPECT_EQ(h::wait_exit(scribbler, 30s).code, 0);
+    ::kill(producer, SIGKILL);
+    h::wait_exit(producer, 10s);
+    ASSERT_TRUE(drain.alive()) << "the drain died; its log:\n" << drain.log();
+
+    const pid_t good = run_good_producer(drain);
+    ASSERT_TRUE(drain.alive()) << drain.log();
+    const h::Exit stopped = drain.stop();
+    const std::string log = drain.log();
+    EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
+                                                     << log;
+    EXPECT_LE(h::lines_with(log, name).size(), 2u) << log;
+    Database d(drain.db().path);
+    ASSERT_EQ(d.error, "");
+    expect_good_stored(d, good);
+    // Nothing dated outside the scribbled process's life made it in.
+    EXPECT_EQ(d.number("SELECT count(*) FROM spans s JOIN processes p USING (process_key) WHERE p.pid = " +
+                       std::to_string(producer) + " AND (s.start_ns < p.start_ns - 60000000000 OR s.start_ns > " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count() +
+                                      60'000'000'000LL) +
+                       ")"),
+              0);
+    std::filesystem::remove(producer_err);
   });
 }
 

@@ -2,6 +2,7 @@
 // ring's records are credited to when a drain resumes a segment whose ring
 // still begins with records of a thread that has ended since.
 #include <gtest/gtest.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -174,6 +175,48 @@ TEST(SegmentConsumer, NamesAreRedactedAndCutValuesLoseTheirLastToken) {
   EXPECT_EQ(d.text("SELECT value FROM span_data WHERE name = 'note'"), "uses AKIA04QWER");
   EXPECT_EQ(d.text("SELECT value FROM span_data WHERE name = 'key'"), "config [REDACTED]");
   EXPECT_GE(collected->redactions, 2u);
+}
+
+// The wall clock stepped backwards or forwards by an hour since a process
+// started: its records are on its own time line (its wall reference plus
+// the monotonic time since), so every one is stored; a record past its own
+// now is still refused.
+TEST(SegmentConsumer, AWallClockSteppedSinceTheProcessStartedRefusesNothing) {
+  for (const std::int64_t step_s : {-3600, 3600}) {
+    SCOPED_TRACE(step_s);
+    const TempDb db("consumer-clock");
+    auto store = drain::Store::open(db);
+    ASSERT_TRUE(store) << store.error().message;
+    SegmentBuilder b;
+    timespec mono{};
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    const std::int64_t mono_now = static_cast<std::int64_t>(mono.tv_sec) * 1'000'000'000LL + mono.tv_nsec;
+    const std::int64_t wall_now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+    // Started 10 s ago by its own clocks; the wall clock has moved by step_s since.
+    b.header().clock_ref_ticks = 0;
+    b.header().clock_ref_mono_ns = static_cast<std::uint64_t>(mono_now - 10'000'000'000LL);
+    b.header().clock_ref_wall_ns = static_cast<std::uint64_t>(wall_now - step_s * 1'000'000'000LL - 10'000'000'000LL);
+    const std::uint32_t name = b.intern("work");
+    b.ring(0).state = static_cast<std::uint32_t>(abi::RingState::kClaimed);
+    for (std::uint64_t id = 1; id <= 10; ++id) {
+      const std::uint64_t at = id * 1'000'000'000ull;  // 1 to 10 s after the start: all in its past
+      b.push(0, make_record(RecordKind::kSpanBegin, at, name, id));
+      b.push(0, make_record(RecordKind::kSpanEnd, at + 5, name, id, at));
+    }
+    b.push(0, make_record(RecordKind::kEvent, 200'000'000'000ull, name, 1));  // 190 s in its future
+    auto segment = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kConsume);
+    ASSERT_TRUE(segment) << segment.error().message;
+    drain::SegmentConsumer consumer(std::move(*segment), std::nullopt, nullptr);
+    drain::Batch batch;
+    auto collected = consumer.collect(batch, 1024);
+    ASSERT_TRUE(collected) << collected.error().message;
+    EXPECT_EQ(collected->refused, 1u);
+    ASSERT_TRUE(store->write(batch));
+    Database d(db);
+    EXPECT_EQ(d.number("SELECT count(*) FROM spans"), 10);
+  }
 }
 
 }  // namespace

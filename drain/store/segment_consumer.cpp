@@ -1,6 +1,7 @@
 #include "store/segment_consumer.hpp"
 
 #include <signal.h>
+#include <time.h>
 
 #include <cstdio>
 #include <cstring>
@@ -290,13 +291,13 @@ class Converter {
   CollectStats& stats_;
   std::unordered_map<std::uint64_t, std::size_t> open_;  // span id -> row of a begin without its end yet
   std::string first_refusal_;
-  // The process's life as far as this batch can know it: from a minute
-  // before its start (clock calibration) to a minute past now.
-  std::int64_t earliest_ns_ = c_.process_start_ns() - 60'000'000'000LL;
-  std::int64_t latest_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count() +
-                            60'000'000'000LL;
+  // The process's life as far as this batch can know it, on the process's
+  // own time line (its wall-clock reference plus the monotonic time since):
+  // from a minute before its start to a minute past now. A wall clock
+  // stepped since the process started moves neither bound.
+  std::int64_t earliest_ns_ = c_.process_start_ns() - kLifeSlackNs;
+  std::int64_t latest_ns_ = c_.process_now_ns() + kLifeSlackNs;
+  static constexpr std::int64_t kLifeSlackNs = 60'000'000'000LL;
   std::uint8_t last_trace_[16] = {};
   bool have_trace_ = false;
   std::string last_trace_hex_;
@@ -554,6 +555,15 @@ bool SegmentConsumer::string_known(std::uint32_t id) {
   auto known = strings_known_.find(id);
   if (known != strings_known_.end()) return known->second;
   return strings_known_.emplace(id, segment_.string(id).has_value()).first->second;
+}
+
+std::int64_t SegmentConsumer::process_now_ns() const {
+  const abi::SegmentHeader& h = segment_.header();
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::int64_t mono = static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
+  const auto since = mono - static_cast<std::int64_t>(h.clock_ref_mono_ns);
+  return static_cast<std::int64_t>(h.clock_ref_wall_ns) + std::max<std::int64_t>(since, 0);
 }
 
 std::uint64_t SegmentConsumer::dropped_bound(std::uint32_t ring) const {

@@ -91,6 +91,9 @@ class SegmentConsumer {
   // thread) can report: what the segment's counters say was ever dropped.
   std::uint64_t dropped_bound(std::uint32_t ring) const;
   std::int64_t process_start_ns() const { return process_.start_ns; }
+  // Now on the process's own time line: its wall-clock reference plus the
+  // monotonic time since, whatever the wall clock was stepped to meanwhile.
+  std::int64_t process_now_ns() const;
   // An instrumented function's name by address ("@0x<addr>" when unknown).
   const std::string& function_at(std::uint64_t address);
 
