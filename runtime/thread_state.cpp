@@ -199,6 +199,10 @@ bool wait_for_room(ThreadState& t, Runtime& rt, const abi::Record* records, std:
   const std::uint64_t start = clock_ns(CLOCK_MONOTONIC);
   const std::uint64_t timeout = static_cast<std::uint64_t>(rt.config.block_timeout_ms) * 1'000'000ull;
   bool stored = false;
+  // The sleep doubles from 20 us to 500 us: many threads waiting at once
+  // (a hundred, say) must not take from the drain the CPU it needs to make
+  // room for them, and the drain frees a ring's worth at a time anyway.
+  long pause_ns = 20'000;
   for (std::uint32_t round = 0;; ++round) {
     if (try_ring(t, rt, records, count) || try_overflow(t, rt, records, count)) {
       stored = true;
@@ -208,8 +212,9 @@ bool wait_for_room(ThreadState& t, Runtime& rt, const abi::Record* records, std:
       cpu_relax();
       continue;
     }
-    const timespec pause{0, 20'000};
+    const timespec pause{0, pause_ns};
     ::nanosleep(&pause, nullptr);
+    pause_ns = std::min(pause_ns * 2, 500'000L);
     heartbeat = abi::atomic_load(rt.header->drain_heartbeat_ns, std::memory_order_acquire);
     const std::uint64_t now = clock_ns(CLOCK_MONOTONIC);
     const std::uint64_t last_progress = std::max(heartbeat, start);

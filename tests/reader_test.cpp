@@ -1159,6 +1159,33 @@ TEST(ReaderSparse, RingsNeverWrittenAreReadAsEmptyWithoutAllocatingThem) {
   }
 }
 
+// A thread claims its ring before it reserves the ring's pages: a claimed
+// ring whose statistics table is still a hole has counted nothing yet. It
+// reads as no statistics, not as corruption (which dropped whole segments of
+// busy producers), and nothing of the hole is allocated.
+TEST(ReaderSparse, AClaimedRingWhoseStatisticsAreStillAHoleHasNoneYet) {
+  test::Geometry g;
+  g.max_rings = 2;
+  g.ring_capacity = 1024;
+  g.ring_stats_bytes = 2 * sizeof(abi::StatsSlot);
+  SegmentBuilder b(g);
+  b.ring(1).state = static_cast<std::uint32_t>(abi::RingState::kClaimed);
+  const abi::SegmentHeader& h = b.header();
+  SparseObject file(b.name(), b.size());
+  file.write(b.base(), 0, h.rings_offset);
+  file.write(b.base(), abi::ring_offset(h, 1), abi::kPageSize);  // the claim's control block only
+  const std::int64_t allocated = allocated_bytes(file.fd());
+  auto seg = Segment::attach(b.name(), Access::kConsume);
+  ASSERT_TRUE(seg) << seg.error().message;
+  auto stats = seg->call_site_stats(1);
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_TRUE(stats->empty());
+  auto all = seg->call_site_stats();
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_TRUE(all->empty());
+  EXPECT_EQ(allocated_bytes(file.fd()), allocated);
+}
+
 TEST(ReaderSparse, RecordsInAHoleAreUntrustedAndHoleyRegionsRefused) {
   test::Geometry g;
   g.max_rings = 2;

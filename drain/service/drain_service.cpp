@@ -306,12 +306,20 @@ std::expected<bool, std::string> Drain::cycle() {
   for (auto at = d.live.upper_bound(d.resume_after); at != d.live.end(); ++at) order.push_back(at->first);
   for (auto at = d.live.begin(); at != d.live.end() && at->first <= d.resume_after; ++at) order.push_back(at->first);
   for (const std::string& name : order) {
-    if (batch.records >= kMaxBatchRecords) break;
+    if (batch.records >= kMaxBatchRecords) {
+      // Not read this cycle, but the drain is alive and working through the
+      // others: producers under block keep waiting for it rather than give
+      // up after their timeout (with many busy segments a turn can take
+      // longer than that).
+      if (auto it = d.live.find(name); it != d.live.end()) it->second.keep_alive();
+      continue;
+    }
     auto it = d.live.find(name);
     d.resume_after = name;
     SegmentConsumer& c = it->second;
     const bool gone = c.image_gone();  // decided before reading: nothing is written after
-    auto collected = c.collect(batch, std::min<std::size_t>(d.per_ring, kMaxBatchRecords - batch.records));
+    const std::size_t room = kMaxBatchRecords - batch.records;
+    auto collected = c.collect(batch, std::min<std::size_t>(d.per_ring, room), room);
     if (!collected) {
       d.log("skipping " + it->first + ": " + collected.error().message);
       d.m.segments_refused("unreadable").add();

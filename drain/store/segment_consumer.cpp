@@ -372,7 +372,12 @@ SegmentRows& SegmentConsumer::rows_in(Batch& batch) const {
   return batch.segments.back();
 }
 
-reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t max_per_ring) {
+// Records one ring read takes at least (when there are that many): far more
+// than the continuations of the longest value (max_repr is at most 64 KiB,
+// 56 bytes a continuation: 1,171).
+constexpr std::size_t kMinRingRead = 2048;
+
+reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t max_per_ring, std::size_t max_total) {
   abandon();
   CollectStats stats;
   if (segment_.faulted()) return std::unexpected(truncated());  // since the last pass
@@ -411,10 +416,21 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   }
 
   Converter convert(*this, rows, redactor_, stats);
-  for (std::uint32_t ring = 0; ring < segment_.ring_count(); ++ring) {
-    auto read = segment_.read_ring(ring, max_per_ring);
+  const std::uint32_t rings = segment_.ring_count();
+  const std::uint32_t first_ring = next_ring_ < rings ? next_ring_ : 0;
+  for (std::uint32_t k = 0; k < rings; ++k) {
+    const std::uint32_t ring = (first_ring + k) % rings;
+    if (stats.records >= max_total) {
+      next_ring_ = ring;  // the rest next time, from here
+      break;
+    }
+    // Never fewer than a value's longest run of continuations can need, so
+    // a cut batch can always leave a whole group for the next one.
+    const std::size_t bound =
+        std::max(kMinRingRead, std::min(max_per_ring, max_total - static_cast<std::size_t>(stats.records)));
+    auto read = segment_.read_ring(ring, bound);
     if (!read) return std::unexpected(read.error());
-    if (read->records.size() >= max_per_ring) {
+    if (read->records.size() >= bound) {
       // A full batch may end inside a value's continuations: leave the last
       // group for the next batch, so it is read whole.
       std::size_t last_head = read->records.size();

@@ -55,7 +55,11 @@ class SegmentConsumer {
 
   // Appends what the segment holds now, at most max_per_ring records from
   // each ring and from the overflow area.
-  reader::Result<CollectStats> collect(Batch& batch, std::size_t max_per_ring);
+  // max_total bounds the records of all its rings together: a segment of
+  // many busy threads cannot make one batch (and one transaction) huge and
+  // keep the drain from the other segments. The rings are taken in turn from
+  // where the last collect() stopped, so none starves behind the others.
+  reader::Result<CollectStats> collect(Batch& batch, std::size_t max_per_ring, std::size_t max_total = SIZE_MAX);
   // The batch holding the last collect() is committed: the producer may reuse
   // the slots.
   reader::Result<void> release();
@@ -122,6 +126,7 @@ class SegmentConsumer {
   std::map<std::uint64_t, std::string> functions_;  // by address
   std::uint64_t redactions_pending_ = 0;  // names redacted since the last collect() took the count
   bool refusals_reported_ = false;
+  std::uint32_t next_ring_ = 0;  // where the next collect() starts
   // Call-site statistics: when the next snapshot is due, and the calls,
   // errors, unfinished and completed of each (ring, slot) as last committed
   // (pending: in the batch not yet committed).
