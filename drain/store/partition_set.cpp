@@ -201,7 +201,8 @@ std::expected<void, std::string> PartitionSet::create(std::int64_t start_ns, std
   auto insert = sql::Statement::prepare(
       db_, "INSERT INTO partitions (partition_id, file, start_ns, end_ns) VALUES (?, ?, ?, ?)");
   if (!insert) return std::unexpected(insert.error());
-  sql::Binder{insert->get()}(p->id)(file_name(p->id))(start_ns)(end_ns);
+  const std::string name = file_name(p->id);  // bound without a copy: must outlive the step
+  sql::Binder{insert->get()}(p->id)(name)(start_ns)(end_ns);
   if (!sql::step_done(insert->get())) return std::unexpected(std::string("cannot add a partition: ") + sqlite3_errmsg(db_));
   ++next_id_;
   if (auto ok = create_file(p->file); !ok) {
