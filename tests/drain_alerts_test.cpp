@@ -116,11 +116,7 @@ class AlertRun {
 };
 
 void AlertRun::run() {
-  if (::unshare(CLONE_NEWNS) != 0) fail("unshare(CLONE_NEWNS) (this test needs root: CAP_SYS_ADMIN)");
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("making / private");
-  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
-    fail("mounting a private tmpfs on /dev/shm");
-  }
+  if (const std::string why = h::isolate_shm(); !why.empty()) fail(why, false);
   std::ofstream(p_.rules) << kRules;
 
   const pid_t drain = h::spawn({SHMTRACE_DRAIN_PATH, "--db", p_.db.path, "--alerts", p_.rules, "--rescan", "200ms",

@@ -143,11 +143,7 @@ class FaultRun {
 };
 
 void FaultRun::isolate() const {
-  if (::unshare(CLONE_NEWNS) != 0) fail("unshare(CLONE_NEWNS) (this test needs root: CAP_SYS_ADMIN)");
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("making / private");
-  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
-    fail("mounting a private tmpfs on /dev/shm");
-  }
+  if (const std::string why = h::isolate_shm(); !why.empty()) fail(why, false);
   const char* size = fault_ == Fault::kFull ? "size=1m,mode=0700" : "size=256m,mode=0700";
   if (::mount("tmpfs", p_.dir.c_str(), "tmpfs", 0, size) != 0) fail("mounting the database's tmpfs");
   if (fault_ == Fault::kReadOnly) {

@@ -56,10 +56,8 @@ void in_private_namespace(const std::function<void()>& body) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0) << std::strerror(errno);
   if (pid == 0) {
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0 ||
-        ::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
-      std::fprintf(stderr, "cannot set up the private namespace: %s\n", std::strerror(errno));
+    if (const std::string why = h::isolate_shm("size=256m,mode=1777", true); !why.empty()) {
+      std::fprintf(stderr, "cannot set up the private namespace: %s\n", why.c_str());
       ::_exit(2);
     }
     body();

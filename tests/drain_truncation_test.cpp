@@ -59,9 +59,8 @@ void run_isolated(const std::function<void()>& body) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     int code = 0;
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777") != 0) {
-      std::fprintf(stderr, "cannot isolate /dev/shm: %s\n", std::strerror(errno));
+    if (const std::string why = h::isolate_shm("size=64m,mode=1777"); !why.empty()) {
+      std::fprintf(stderr, "cannot isolate /dev/shm: %s\n", why.c_str());
       code = 2;
     } else {
       try {
@@ -160,6 +159,15 @@ void expect_good_stored(const Database& d, pid_t pid) {
   EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + std::to_string(pid)), "exited");
 }
 
+// SIGTERM, the exit checked (0), and the drain's whole log.
+std::string stop_cleanly(DrainRun& drain) {
+  const h::Exit stopped = drain.stop();
+  std::string log = drain.log();
+  EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
+                                                   << log;
+  return log;
+}
+
 // Writes bytes [offset, offset + size) of image at the same offset.
 bool write_at(int fd, const std::byte* image, std::uint64_t offset, std::uint64_t size) {
   return ::pwrite(fd, image + offset, size, static_cast<off_t>(offset)) == static_cast<ssize_t>(size);
@@ -197,10 +205,7 @@ TEST(DrainTruncation, ASegmentTruncatedWhileBeingReadIsDroppedWithOneLineAndTheD
 
     const pid_t good = run_good_producer(drain);
     ASSERT_TRUE(drain.alive()) << drain.log();
-    const h::Exit stopped = drain.stop();
-    const std::string log = drain.log();
-    EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
-                                                     << log;
+    const std::string log = stop_cleanly(drain);
     const std::vector<std::string> lines = h::lines_with(log, name);
     ASSERT_EQ(lines.size(), 1u) << "exactly one line about the truncated segment:\n" << log;
     EXPECT_NE(lines[0].find("truncated while being read (SIGBUS): dropped"), std::string::npos) << lines[0];
@@ -252,10 +257,7 @@ TEST(DrainTruncation, ASparseSegmentDeclaringMillionsOfRingsIsRefusedAndShmDoesN
     EXPECT_EQ(allocated_bytes(path), allocated) << "no page of the holes was allocated";
     EXPECT_LE(shm_used_bytes(), used_before + hh.rings_offset + (1u << 20)) << "/dev/shm did not fill";
 
-    const h::Exit stopped = drain.stop();
-    const std::string log = drain.log();
-    EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
-                                                     << log;
+    const std::string log = stop_cleanly(drain);
     const std::vector<std::string> lines = h::lines_with(log, name);
     ASSERT_EQ(lines.size(), 1u) << "exactly one line about the refused segment:\n" << log;
     EXPECT_NE(lines[0].find("max_rings 2000000 exceeds the bound 4096"), std::string::npos) << lines[0];
@@ -325,10 +327,7 @@ TEST(DrainTruncation, ASparseValidSegmentIsStoredExactlyWithoutAllocatingItsHole
     EXPECT_LE(shm_used_bytes(), used_before + static_cast<std::uint64_t>(allocated) + (1u << 20));
     const pid_t good = run_good_producer(drain);
 
-    const h::Exit stopped = drain.stop();
-    const std::string log = drain.log();
-    EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
-                                                     << log;
+    const std::string log = stop_cleanly(drain);
     EXPECT_TRUE(h::lines_with(log, b.name()).empty()) << "a valid segment is not refused:\n" << log;
     Database d(drain.db().path);
     ASSERT_EQ(d.error, "");
@@ -397,10 +396,7 @@ TEST(DrainTruncation, ALiveSegmentScribbledOverByAnotherProcessCostsOnlyThatSegm
 
     const pid_t good = run_good_producer(drain);
     ASSERT_TRUE(drain.alive()) << drain.log();
-    const h::Exit stopped = drain.stop();
-    const std::string log = drain.log();
-    EXPECT_TRUE(stopped.exited && stopped.code == 0) << "exit " << stopped.code << " signal " << stopped.signal << "\n"
-                                                     << log;
+    const std::string log = stop_cleanly(drain);
     EXPECT_LE(h::lines_with(log, name).size(), 2u) << log;
     Database d(drain.db().path);
     ASSERT_EQ(d.error, "");

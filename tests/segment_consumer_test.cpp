@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "redact/redactor.hpp"
 #include "store/segment_consumer.hpp"
@@ -19,6 +20,20 @@ namespace shmtrace::test {
 namespace {
 
 using abi::RecordKind;
+
+// One collect() of a consumer over the segment built in b.
+struct Collected {
+  std::optional<drain::SegmentConsumer> consumer;
+  drain::Batch batch;
+  reader::Result<drain::CollectStats> stats = std::unexpected(reader::Error{"not collected"});
+};
+void collect_once(const SegmentBuilder& b, Collected& out, const drain::Redactor* redactor = nullptr) {
+  auto segment = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kConsume);
+  ASSERT_TRUE(segment) << segment.error().message;
+  out.consumer.emplace(std::move(*segment), std::nullopt, redactor);
+  out.stats = out.consumer->collect(out.batch, 1024);
+  ASSERT_TRUE(out.stats) << out.stats.error().message;
+}
 
 // One collect + store + hand-back, as a drain cycle does.
 void drain_once(drain::SegmentConsumer& consumer, drain::Store& store) {
@@ -108,12 +123,12 @@ TEST(SegmentConsumer, ImplausibleRecordsAreRefusedCountedAndTheRestStored) {
   abi::Record honest = make_record(RecordKind::kDropMarker, 500, 0, 0, 5);
   b.push(0, honest);
   span(4, 600, name);
-  auto segment = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kConsume);
-  ASSERT_TRUE(segment) << segment.error().message;
-  drain::SegmentConsumer consumer(std::move(*segment), std::nullopt, nullptr);
-  drain::Batch batch;
-  auto collected = consumer.collect(batch, 1024);
-  ASSERT_TRUE(collected) << collected.error().message;
+  Collected c;
+  collect_once(b, c);
+  if (HasFatalFailure()) return;
+  drain::SegmentConsumer& consumer = *c.consumer;
+  drain::Batch& batch = c.batch;
+  auto& collected = c.stats;
   EXPECT_EQ(collected->refused, 6u);
   EXPECT_NE(collected->refused_note.find("refused 6 implausible records"), std::string::npos) << collected->refused_note;
   EXPECT_NE(collected->refused_note.find("string id 4096"), std::string::npos) << collected->refused_note;
@@ -163,13 +178,11 @@ TEST(SegmentConsumer, NamesAreRedactedAndCutValuesLoseTheirLastToken) {
   string_arg(arg_name, "uses AKIA04QWER", 0);                     // not cut: the partial key is not a key
   string_arg(cut_arg, "config AKIA04QWER", abi::kArgTruncated);  // cut: its last token goes
   b.push(0, make_record(RecordKind::kSpanEnd, 20, span_name, 1, 10));
-  auto segment = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kConsume);
-  ASSERT_TRUE(segment) << segment.error().message;
-  drain::SegmentConsumer consumer(std::move(*segment), std::nullopt, &*redactor);
-  drain::Batch batch;
-  auto collected = consumer.collect(batch, 1024);
-  ASSERT_TRUE(collected) << collected.error().message;
-  ASSERT_TRUE(store->write(batch));
+  Collected c;
+  collect_once(b, c, &*redactor);
+  if (HasFatalFailure()) return;
+  auto& collected = c.stats;
+  ASSERT_TRUE(store->write(c.batch));
   Database d(db);
   EXPECT_EQ(d.text("SELECT name FROM spans"), "login token=[REDACTED]");
   EXPECT_EQ(d.text("SELECT value FROM span_data WHERE name = 'note'"), "uses AKIA04QWER");
@@ -206,14 +219,11 @@ TEST(SegmentConsumer, AWallClockSteppedSinceTheProcessStartedRefusesNothing) {
       b.push(0, make_record(RecordKind::kSpanEnd, at + 5, name, id, at));
     }
     b.push(0, make_record(RecordKind::kEvent, 200'000'000'000ull, name, 1));  // 190 s in its future
-    auto segment = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kConsume);
-    ASSERT_TRUE(segment) << segment.error().message;
-    drain::SegmentConsumer consumer(std::move(*segment), std::nullopt, nullptr);
-    drain::Batch batch;
-    auto collected = consumer.collect(batch, 1024);
-    ASSERT_TRUE(collected) << collected.error().message;
-    EXPECT_EQ(collected->refused, 1u);
-    ASSERT_TRUE(store->write(batch));
+    Collected c;
+    collect_once(b, c);
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(c.stats->refused, 1u);
+    ASSERT_TRUE(store->write(c.batch));
     Database d(db);
     EXPECT_EQ(d.number("SELECT count(*) FROM spans"), 10);
   }

@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -118,6 +121,24 @@ inline Exit wait_exit(pid_t pid, std::chrono::milliseconds limit) {
 }
 
 inline bool pid_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+// Gives the calling process (a test's forked child, as root) a mount
+// namespace of its own with a fresh tmpfs on /dev/shm (`shm_options`, e.g.
+// "size=64m,mode=1777"), and on /tmp too when `private_tmp`: its drain then
+// sees only its own segments and nothing it plants reaches the machine.
+// "" when done, else what failed, with errno's text.
+inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", bool private_tmp = false) {
+  const auto failed = [](const std::string& what) { return what + ": " + std::strerror(errno); };
+  if (::unshare(CLONE_NEWNS) != 0) return failed("unshare(CLONE_NEWNS) (this test needs root: CAP_SYS_ADMIN)");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return failed("making / private");
+  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_options) != 0) {
+    return failed("mounting a private tmpfs on /dev/shm");
+  }
+  if (private_tmp && ::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
+    return failed("mounting a private tmpfs on /tmp");
+  }
+  return {};
+}
 
 // Removes /dev/shm/shmtrace.<pid>.* objects of pids no longer alive (left by
 // earlier runs), so a drain sees only this test's segments. The count removed.
