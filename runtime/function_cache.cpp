@@ -2,9 +2,11 @@
 
 #include <cxxabi.h>
 #include <dlfcn.h>
+#include <sys/mman.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <string>
 
 #include "runtime.hpp"
@@ -12,7 +14,15 @@
 
 namespace shmtrace::runtime {
 
-FunctionCache::FunctionCache() : keys_(new std::uint64_t[kSlots]()), infos_(new std::uint64_t[kSlots]()) {}
+FunctionCache::FunctionCache() {
+  void* p = ::mmap(nullptr, 2 * kSlots * sizeof(std::uint64_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  keys_ = static_cast<std::uint64_t*>(p);
+  infos_ = keys_ + kSlots;
+}
+
+FunctionCache::~FunctionCache() { ::munmap(keys_, 2 * kSlots * sizeof(std::uint64_t)); }
 
 FunctionInfo FunctionCache::decide(Runtime& rt, std::uintptr_t fn) noexcept {
   FunctionInfo info;

@@ -25,7 +25,14 @@ struct FunctionInfo {
 
 class FunctionCache {
  public:
+  // The tables are mapped, not allocated and zeroed: a page is touched only
+  // once a function hashed into it is called (zeroing 1 MiB up front was
+  // most of a traced fork's cost: each child starts with an empty cache).
+  // Throws std::bad_alloc when they cannot be mapped.
   FunctionCache();
+  ~FunctionCache();
+  FunctionCache(const FunctionCache&) = delete;
+  FunctionCache& operator=(const FunctionCache&) = delete;
 
   // The decision for `fn`, computed (symbol lookup, filters) on first use.
   FunctionInfo lookup(Runtime& rt, std::uintptr_t fn) noexcept {
@@ -60,8 +67,8 @@ class FunctionCache {
   FunctionInfo decide(Runtime& rt, std::uintptr_t fn) noexcept;
   void remember(std::uintptr_t fn, const FunctionInfo& info) noexcept;
 
-  std::unique_ptr<std::uint64_t[]> keys_;
-  std::unique_ptr<std::uint64_t[]> infos_;
+  std::uint64_t* keys_ = nullptr;   // kSlots each, in one mapping
+  std::uint64_t* infos_ = nullptr;
 };
 
 }  // namespace shmtrace::runtime

@@ -262,5 +262,29 @@ TEST(StorePaths, TheViewsStatementsWorkFromAnyDirectory) {
   sqlite3_close(db);
 }
 
+// A drain killed while making a partition: whole but not yet renamed from
+// p<id>.db.new (its row written) is put in place; a .new file no row names
+// is its own leftover and removed; a listed file left empty by an older
+// drain gets its tables. Every span stays readable and writable after.
+TEST(StorePaths, APartitionMadeWhenTheDrainWasKilledIsFinishedAtTheNextStart) {
+  ScratchDir scratch("killed-create");
+  fill("t.db");
+  const fs::path parts = scratch.root / "a" / "t.db.parts";
+  fs::rename(parts / "p2.db", parts / "p2.db.new");        // listed, not renamed yet
+  { std::ofstream(parts / "p9.db.new") << "half made"; }     // made, never listed
+  for (const char* suffix : {"-wal", "-shm"}) fs::remove(parts / ("p3.db" + std::string(suffix)));
+  fs::resize_file(parts / "p3.db", 0);                      // listed, never given its tables
+  {
+    Opened o = open_store("t.db");
+    ASSERT_TRUE(o.store) << o.error;
+    EXPECT_EQ(o.store->partition_count(), 3u);
+    EXPECT_EQ(o.notes, std::vector<std::string>{});
+    // p3 held the newest window: writing into it works again.
+    EXPECT_TRUE(o.store->write(spans_at(7000, now_ns() / (600 * kSecond) * (600 * kSecond) + 1, 4)));
+  }
+  EXPECT_EQ(part_files(parts), (std::vector<std::string>{"p1.db", "p2.db", "p3.db"}));
+  EXPECT_EQ(span_count("t.db"), 204) << "p3's 100 spans went with its emptied file; the rest stay";
+}
+
 }  // namespace
 }  // namespace shmtrace::test

@@ -43,6 +43,9 @@ bool parse_file_name(const std::string& name, std::int64_t& id) {
   return true;
 }
 
+// A partition being made, before its catalog row (create()).
+constexpr const char kNewSuffix[] = ".new";
+
 constexpr const char* kSqliteSuffixes[] = {"", "-wal", "-shm", "-journal"};
 
 // Removes a partition file and what SQLite keeps beside it.
@@ -151,7 +154,16 @@ std::expected<void, std::string> PartitionSet::load() {
   for (auto& p : rows) {
     listed_ids.insert(p->id);
     next_id_ = std::max(next_id_, p->id + 1);
-    if (::access(p->file.c_str(), F_OK) == 0) {
+    // Made whole and listed, not yet renamed: a drain killed in create().
+    if (::access(p->file.c_str(), F_OK) != 0 && ::access((p->file + kNewSuffix).c_str(), F_OK) == 0) {
+      (void)::rename((p->file + kNewSuffix).c_str(), p->file.c_str());
+    }
+    if (struct stat st {}; ::stat(p->file.c_str(), &st) == 0) {
+      // Empty: created and never given its tables (a drain older than the
+      // .new naming killed in between). It holds nothing: give it them.
+      if (st.st_size == 0) {
+        if (auto ok = create_file(p->file); !ok) return ok;
+      }
       parts_.push_back(std::move(p));
       continue;
     }
@@ -175,6 +187,9 @@ std::expected<void, std::string> PartitionSet::load() {
       std::int64_t id = 0;
       if (name.ends_with(".expired") && parse_file_name(name.substr(0, name.size() - 8), id)) {
         expired.push_back(directory_ + "/" + name);
+      } else if (name.ends_with(kNewSuffix) && parse_file_name(name.substr(0, name.size() - 4), id) &&
+                 !listed_ids.contains(id)) {
+        expired.push_back(directory_ + "/" + name);  // a create() that never listed it
       } else if (parse_file_name(name, id)) {
         next_id_ = std::max(next_id_, id + 1);
         if (!listed_ids.contains(id)) note("leaving " + directory_ + "/" + name + " alone: no catalog row names it");
@@ -192,23 +207,40 @@ std::expected<void, std::string> PartitionSet::create(std::int64_t start_ns, std
   p->start_ns = start_ns;
   p->end_ns = end_ns;
   p->file = file_for(p->id);
-  // Never a file that is already there: it is not ours to write into.
+  // Never a name that is already taken: a file there is not ours to write.
   struct stat existing {};
-  while (::lstat(p->file.c_str(), &existing) == 0) {
+  while (::lstat(p->file.c_str(), &existing) == 0 || ::lstat((p->file + kNewSuffix).c_str(), &existing) == 0) {
     p->id = ++next_id_;
     p->file = file_for(p->id);
   }
+  ++next_id_;
+  // The file is made whole under a name of its own first, then listed, then
+  // renamed into place: a drain killed at any step leaves either a .new file
+  // no row names (ours: removed at the next start), or a row whose file is
+  // still .new (renamed into place at the next start), never a listed file
+  // without its tables.
+  const std::string fresh = p->file + kNewSuffix;
+  if (auto ok = create_file(fresh); !ok) {
+    remove_files(fresh);
+    return ok;
+  }
   auto insert = sql::Statement::prepare(
       db_, "INSERT INTO partitions (partition_id, file, start_ns, end_ns) VALUES (?, ?, ?, ?)");
-  if (!insert) return std::unexpected(insert.error());
+  if (!insert) {
+    remove_files(fresh);
+    return std::unexpected(insert.error());
+  }
   const std::string name = file_name(p->id);  // bound without a copy: must outlive the step
   sql::Binder{insert->get()}(p->id)(name)(start_ns)(end_ns);
-  if (!sql::step_done(insert->get())) return std::unexpected(std::string("cannot add a partition: ") + sqlite3_errmsg(db_));
-  ++next_id_;
-  if (auto ok = create_file(p->file); !ok) {
-    remove_files(p->file);  // created by us just now, or not at all
+  if (!sql::step_done(insert->get())) {
+    remove_files(fresh);
+    return std::unexpected(std::string("cannot add a partition: ") + sqlite3_errmsg(db_));
+  }
+  if (::rename(fresh.c_str(), p->file.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
     (void)sql::exec(db_, "DELETE FROM partitions WHERE partition_id = " + std::to_string(p->id));
-    return ok;
+    remove_files(fresh);
+    return std::unexpected("cannot name " + p->file + ": " + why);
   }
   if (auto ok = attach(*p); !ok) return ok;
   const auto at = std::upper_bound(parts_.begin(), parts_.end(), start_ns,
