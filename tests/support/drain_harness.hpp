@@ -134,8 +134,30 @@ inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", 
   if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_options) != 0) {
     return failed("mounting a private tmpfs on /dev/shm");
   }
-  if (private_tmp && ::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
+  if (!private_tmp) return {};
+  // The build (programs, the drain, the runtime) may itself live under /tmp
+  // (a CI checkout): the directory holding it is carried over into the new
+  // /tmp, bound from a view of the old one kept meanwhile under /dev/shm.
+  std::string kept;
+  const std::string programs = SHMTRACE_PROGRAM_DIR;
+  if (programs.rfind("/tmp/", 0) == 0) kept = programs.substr(0, programs.find('/', 5));
+  const std::string old_tmp = "/dev/shm/.old-tmp";
+  if (!kept.empty()) {
+    if (::mkdir(old_tmp.c_str(), 0700) != 0 || ::mount("/tmp", old_tmp.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      return failed("keeping a view of /tmp");
+    }
+  }
+  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0) {
     return failed("mounting a private tmpfs on /tmp");
+  }
+  if (!kept.empty()) {
+    const std::string from = old_tmp + kept.substr(4);
+    if (::mkdir(kept.c_str(), 0755) != 0 || ::mount(from.c_str(), kept.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return failed("carrying " + kept + " into the private /tmp");
+    }
+    if (::umount2(old_tmp.c_str(), MNT_DETACH) != 0 || ::rmdir(old_tmp.c_str()) != 0) {
+      return failed("dropping the view of /tmp");
+    }
   }
   return {};
 }
