@@ -87,6 +87,25 @@ void BM_InstrumentedCall(benchmark::State& state) {
 #endif
 }
 
+// This process's environment without LD_PRELOAD, and with it set to the
+// runtime next to the benchmarks when `preload`.
+class Environment {
+ public:
+  Environment(const std::string& bench_dir, bool preload) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0) storage_.emplace_back(*e);
+    }
+    if (preload) storage_.push_back("LD_PRELOAD=" + bench_dir + "/../runtime/libshmtrace.so");
+    for (auto& s : storage_) pointers_.push_back(s.data());
+    pointers_.push_back(nullptr);
+  }
+  char* const* get() const { return pointers_.data(); }
+
+ private:
+  std::vector<std::string> storage_;
+  std::vector<char*> pointers_;
+};
+
 // fork + exec + wait of `argv`, with or without the preload.
 void BM_ProcessStart(benchmark::State& state, bool preload) {
   char exe[4096];
@@ -94,15 +113,8 @@ void BM_ProcessStart(benchmark::State& state, bool preload) {
   std::string dir = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : std::string();
   dir = dir.substr(0, dir.rfind('/'));
   const std::string program = dir + "/../tests/st_plain";
-  const std::string library = std::string("LD_PRELOAD=") + dir + "/../runtime/libshmtrace.so";
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0) env_storage.emplace_back(*e);
-  }
-  if (preload) env_storage.push_back(library);
-  std::vector<char*> envp;
-  for (auto& s : env_storage) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  const Environment env(dir, preload);
+  char* const* envp = env.get();
   std::string a0 = program, a1 = "hello", a2 = "0";
   char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
   posix_spawn_file_actions_t quiet;
@@ -110,7 +122,7 @@ void BM_ProcessStart(benchmark::State& state, bool preload) {
   posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   for (auto _ : state) {
     pid_t pid = 0;
-    if (::posix_spawn(&pid, program.c_str(), &quiet, nullptr, argv, envp.data()) != 0) {
+    if (::posix_spawn(&pid, program.c_str(), &quiet, nullptr, argv, envp) != 0) {
       state.SkipWithError("cannot start tests/st_plain (build the tests too)");
       break;
     }
@@ -141,19 +153,13 @@ void BM_ForkExit(benchmark::State& state, bool preload) {
   std::string dir = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : std::string();
   dir = dir.substr(0, dir.rfind('/'));
   const std::string program = dir + "/../tests/st_forks";
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0) env_storage.emplace_back(*e);
-  }
-  if (preload) env_storage.push_back("LD_PRELOAD=" + dir + "/../runtime/libshmtrace.so");
-  std::vector<char*> envp;
-  for (auto& s : env_storage) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  const Environment env(dir, preload);
+  char* const* envp = env.get();
   std::string a0 = program, a1 = std::to_string(kForksPerRun);
   char* argv[] = {a0.data(), a1.data(), nullptr};
   for (auto _ : state) {
     pid_t pid = 0;
-    if (::posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv, envp.data()) != 0) {
+    if (::posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv, envp) != 0) {
       state.SkipWithError("cannot start tests/st_forks (build the tests too)");
       break;
     }

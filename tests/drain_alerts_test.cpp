@@ -92,27 +92,19 @@ struct Paths {
 
 class AlertRun {
  public:
-  AlertRun(const Paths& p, int fd) : p_(p), fd_(fd) {}
+  AlertRun(const Paths& p, int fd) : p_(p), report_(fd) {}
   [[noreturn]] void run();
 
  private:
-  void say(const std::string& line) const {
-    const std::string text = line + "\n";
-    [[maybe_unused]] const ssize_t n = ::write(fd_, text.data(), text.size());
-  }
-  [[noreturn]] void fail(const std::string& what, bool call = true) const {
-    say("ERROR " + what + (call ? std::string(": ") + std::strerror(errno) : std::string()));
-    for (pid_t pid : started_) ::kill(pid, SIGKILL);
-    for (pid_t pid : started_) h::wait_exit(pid, 10s);
-    ::_exit(1);
-  }
+  void say(const std::string& line) const { report_.say(line); }
+  [[noreturn]] void fail(const std::string& what, bool call = true) const { report_.fail(what, call); }
   std::size_t drain_lines(const std::string& needle) const {
     return h::lines_with(h::read_file(p_.err), needle).size();
   }
 
   const Paths& p_;
-  int fd_;
-  std::vector<pid_t> started_;
+  h::ChildReport report_;
+  std::vector<pid_t>& started_ = report_.started_;
 };
 
 void AlertRun::run() {

@@ -101,22 +101,12 @@ struct Paths {
 // The forked child's side: its findings go to the parent as lines.
 class FaultRun {
  public:
-  FaultRun(Fault fault, const Paths& p, int fd) : fault_(fault), p_(p), fd_(fd) {}
+  FaultRun(Fault fault, const Paths& p, int fd) : fault_(fault), p_(p), report_(fd) {}
   [[noreturn]] void run();
 
  private:
-  void say(const std::string& line) const {
-    const std::string text = line + "\n";
-    [[maybe_unused]] const ssize_t n = ::write(fd_, text.data(), text.size());
-  }
-  // Reports what failed (with errno's text for a failed call), stops what
-  // this child started, and exits.
-  [[noreturn]] void fail(const std::string& what, bool call = true) const {
-    say("ERROR " + what + (call ? std::string(": ") + std::strerror(errno) : std::string()));
-    for (pid_t pid : started_) ::kill(pid, SIGKILL);
-    for (pid_t pid : started_) h::wait_exit(pid, 10s);
-    ::_exit(1);
-  }
+  void say(const std::string& line) const { report_.say(line); }
+  [[noreturn]] void fail(const std::string& what, bool call = true) const { report_.fail(what, call); }
   std::vector<std::string> drain_lines(const std::string& needle) const {
     return h::lines_with(h::read_file(p_.err), needle);
   }
@@ -135,11 +125,11 @@ class FaultRun {
 
   Fault fault_;
   const Paths& p_;
-  int fd_;
   int port_ = -1;
   pid_t drain_ = -1;
   std::vector<pid_t> producers_;
-  std::vector<pid_t> started_;
+  h::ChildReport report_;
+  std::vector<pid_t>& started_ = report_.started_;
 };
 
 void FaultRun::isolate() const {

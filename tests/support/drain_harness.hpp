@@ -122,6 +122,29 @@ inline Exit wait_exit(pid_t pid, std::chrono::milliseconds limit) {
 
 inline bool pid_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
+// The side of a test's forked child that reports to its parent in lines
+// over a pipe: what it found (say), or what failed (fail: with errno's text
+// for a failed call; stops what it started and exits 1).
+class ChildReport {
+ public:
+  explicit ChildReport(int fd) : fd_(fd) {}
+  void say(const std::string& line) const {
+    const std::string text = line + "\n";
+    [[maybe_unused]] const ssize_t n = ::write(fd_, text.data(), text.size());
+  }
+  [[noreturn]] void fail(const std::string& what, bool call = true) const {
+    say("ERROR " + what + (call ? std::string(": ") + std::strerror(errno) : std::string()));
+    for (pid_t pid : started_) ::kill(pid, SIGKILL);
+    for (pid_t pid : started_) wait_exit(pid, std::chrono::seconds(10));
+    ::_exit(1);
+  }
+  // Processes fail() stops; forget() one once it has been waited for.
+  std::vector<pid_t> started_;
+
+ private:
+  int fd_;
+};
+
 // Gives the calling process (a test's forked child, as root) a mount
 // namespace of its own with a fresh tmpfs on /dev/shm (`shm_options`, e.g.
 // "size=64m,mode=1777"), and on /tmp too when `private_tmp`: its drain then
