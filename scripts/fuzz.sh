@@ -56,6 +56,9 @@ for t in "${targets[@]}"; do
   status=0
   "$dir/tests/fuzz/${t}_fuzz" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/$t-" "$dir/corpus/$t" "$root/tests/fuzz/corpus/$t" >"$log" 2>&1 || status=$?
+  # What the targets keep in /dev/shm while they run (the error-area
+  # target's chunk, the spill-file target's file), gone with them.
+  rm -f /dev/shm/fuzz-spill-* /dev/shm/shmtrace.*.5eed5eed5eed5eed.*
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
   echo "fuzz.sh: $t: ${runs:-?} executions, exit status $status"
   if ((status != 0)); then
