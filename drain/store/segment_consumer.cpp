@@ -387,10 +387,13 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   }
   SegmentRows& rows = rows_in(batch);
   reader::DecodeStats decode_stats;
+  // What a read found wrong may be the zeros a truncation left (read half
+  // before the fault, half after): then the truncation is the one line.
+  const auto failure = [this](const reader::Error& e) { return segment_.faulted() ? truncated() : e; };
 
   // Errors first (SPEC D2), then rings, then overflow.
   auto errors = segment_.read_errors(cursor_, 65536, gone_seen_);
-  if (!errors) return std::unexpected(errors.error());
+  if (!errors) return std::unexpected(failure(errors.error()));
   stats.abandoned_errors = errors->abandoned;
   stats.warning = std::move(errors->warning);
   for (const reader::ErrorRecord& e : errors->errors) {
@@ -429,7 +432,7 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
     const std::size_t bound =
         std::max(kMinRingRead, std::min(max_per_ring, max_total - static_cast<std::size_t>(stats.records)));
     auto read = segment_.read_ring(ring, bound);
-    if (!read) return std::unexpected(read.error());
+    if (!read) return std::unexpected(failure(read.error()));
     if (read->records.size() >= bound) {
       // A full batch may end inside a value's continuations: leave the last
       // group for the next batch, so it is read whole.
@@ -457,7 +460,7 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
     pending_rings_.emplace_back(ring, read->end_position);
   }
   auto overflow = segment_.read_overflow(max_per_ring);
-  if (!overflow) return std::unexpected(overflow.error());
+  if (!overflow) return std::unexpected(failure(overflow.error()));
   std::size_t i = 0;
   std::vector<abi::Record> group;
   while (i < overflow->entries.size()) {
@@ -479,7 +482,7 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   if (!overflow->entries.empty()) pending_overflow_ = std::move(*overflow);
   if (const auto now = std::chrono::steady_clock::now(); now >= next_stats_) {
     next_stats_ = now + stats_interval_;
-    if (auto ok = snapshot_stats(rows); !ok) return std::unexpected(ok.error());
+    if (auto ok = snapshot_stats(rows); !ok) return std::unexpected(failure(ok.error()));
   }
   stats.unknown_kinds = decode_stats.unknown_kinds;
   stats.broken_values = decode_stats.broken_continuations;
