@@ -143,7 +143,7 @@ void BM_ProcessStart(benchmark::State& state, bool preload) {
 
 // fork + exit + wait in a program that forks (tests/st_forks), with or
 // without the preload: what a traced fork costs, beside an untraced one
-// (SPEC: at most 100 us more). Each child of the preloaded run creates its
+// (the target: at most 100 us more). Each child of the preloaded run creates its
 // own segment (the runtime's atfork handler), which the benchmark removes
 // with the clock stopped: the segments whose parent is the forking program.
 constexpr int kForksPerRun = 50;

@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   o.spill_max_bytes = spill_max_mb << 20;
   shmtrace::reader::set_segment_limits({max_rings, max_segment_mb << 20});
   // Before any segment is mapped: a producer truncating its segment under
-  // us must cost it the segment, not kill the drain (SPEC §6).
+  // us must cost it the segment, not kill the drain.
   if (auto guarded = shmtrace::reader::install_fault_handler(); !guarded) {
     say(guarded.error().message);
     return 1;

@@ -1,4 +1,4 @@
-// Files another user planted where the drain and the runtime look (SPEC §6):
+// Files another user planted where the drain and the runtime look (hostile local users):
 // the error spill file <spill_dir>/<segment>.errors and the error chunks
 // /dev/shm/<segment>.err.<N>. A FIFO, a regular file, a symlink or a hard
 // link planted there by uid 65534 (nobody) must neither hang the drain nor

@@ -161,7 +161,7 @@ TEST(DrainProcess, ADatabaseDeletedUnderTheDrainIsNoticedAndNothingIsLost) {
   expect_exact_counters(d, produced.pid, 2, kCounters);
 }
 
-// Every bad invocation: one line on stderr, exit 2 (SPEC §5); a
+// Every bad invocation: one line on stderr, exit 2 (like every tool); a
 // configuration file that is not text is not echoed to the terminal.
 TEST(DrainProcess, CommandLineErrorsAreOneLineAndExitTwo) {
   const TempDb db("usage");

@@ -1,5 +1,5 @@
-// shmtrace-drain against segments that shrink under it or hide holes (SPEC
-// §6: "a segment truncated or lying about its size is dropped with one line;
+// shmtrace-drain against segments that shrink under it or hide holes
+// ("a segment truncated or lying about its size is dropped with one line;
 // the drain never dies of SIGBUS"), end to end with the real drain.
 //
 // Each case runs in a forked child that enters a private mount namespace and

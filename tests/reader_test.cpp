@@ -931,7 +931,7 @@ TEST(ReaderClock, TscCalibratedWhenRateUnknown) {
 }
 
 // ---------------------------------------------------------------------------
-// Files another user may have planted in a shared directory (SPEC §6)
+// Files another user may have planted in a shared directory
 // ---------------------------------------------------------------------------
 TEST(ReaderOpenChecked, FifoIsRefusedAtOnceInsteadOfBlocking) {
   test::TempDir dir;
@@ -1008,7 +1008,7 @@ TEST(ReaderErrors, RefusedSpillFileIsOneWarningNotAnError) {
 }
 
 // ---------------------------------------------------------------------------
-// Truncated and sparse segments (SPEC §6): the SIGBUS guard and residency
+// Truncated and sparse segments: the SIGBUS guard and residency
 // ---------------------------------------------------------------------------
 // Bytes of the file actually allocated (tmpfs pages), from st_blocks.
 std::int64_t allocated_bytes(int fd) {

@@ -1,4 +1,4 @@
-// The database is one place however its path is spelled (SPEC D10): the
+// The database is one place however its path is spelled: the
 // partition catalog names files relative to the database, so reopening it as
 // ./t.db, by an absolute path from another working directory, or after its
 // directory was moved keeps every span; the store never deletes a file it

@@ -37,7 +37,7 @@ using Result = std::expected<T, Error>;
 enum class Access { kReadOnly, kConsume };
 
 // Bounds on what a segment may declare, against hostile or broken producers
-// (SPEC §6): a segment over them is refused at attach with one line. They
+// (hostile segments): a segment over them is refused at attach with one line. They
 // are process-wide (shmtrace-drain sets them from --max-rings and
 // --max-segment-mb before it attaches anything); the defaults suit every
 // segment the runtime can create.
@@ -55,7 +55,7 @@ struct SegmentLimits {
 void set_segment_limits(const SegmentLimits& limits);
 SegmentLimits segment_limits();
 
-// Survives segments truncated under the reader (SPEC §6: "the drain never
+// Survives segments truncated under the reader ("the drain never
 // dies of SIGBUS"). Every segment and error chunk the reader maps is listed
 // in a process-wide registry; a SIGBUS whose address lies in one of them
 // (its owner shrank the file, so the page is past its end) maps anonymous
