@@ -33,7 +33,7 @@ install(TARGETS shmtrace EXPORT shmtraceTargets
 # <prefix>/<libdir> whatever the prefix, through a relative RUNPATH.
 file(RELATIVE_PATH _shmtrace_bin_to_lib
   "${CMAKE_INSTALL_FULL_BINDIR}" "${CMAKE_INSTALL_FULL_LIBDIR}")
-foreach(_shmtrace_tool IN ITEMS shmtrace-demo shmtrace-dump shmtrace-drain shmtrace-report)
+foreach(_shmtrace_tool IN ITEMS shmtrace-cli shmtrace-demo shmtrace-drain)
   if(TARGET ${_shmtrace_tool})
     set_target_properties(${_shmtrace_tool} PROPERTIES
       INSTALL_RPATH "$ORIGIN/${_shmtrace_bin_to_lib}")
@@ -91,3 +91,10 @@ install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/shmtrace.pc.in\" \"${PROJEC
 install(FILES "${PROJECT_BINARY_DIR}/shmtrace.pc"
   DESTINATION "${SHMTRACE_INSTALL_PKGCONFIGDIR}"
   COMPONENT shmtrace_development)
+
+# shmtrace-dump: `shmtrace dump` under the dump utility's own name.
+if(TARGET shmtrace-cli)
+  install(CODE "execute_process(COMMAND \${CMAKE_COMMAND} -E create_symlink shmtrace
+                \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/shmtrace-dump\")"
+          COMPONENT shmtrace_runtime)
+endif()

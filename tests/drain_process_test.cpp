@@ -49,7 +49,7 @@ TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
   // A payload reassembled from continuation records, exactly.
   EXPECT_EQ(d.text("SELECT value FROM span_data WHERE kind = 'arg' AND name = 'text' AND value LIKE 'v2992:%' LIMIT 1").size(),
             192u);
-  EXPECT_EQ(d.number("PRAGMA user_version"), 3);
+  EXPECT_EQ(d.number("PRAGMA user_version"), 4);
 }
 
 TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {

@@ -9,7 +9,7 @@
 namespace shmtrace::drain::schema {
 namespace {
 
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     // Version 1: everything in one file.
     R"sql(
     CREATE TABLE processes (
@@ -106,6 +106,27 @@ constexpr std::array<const char*, 3> kMigrations = {
              max(max_ns) AS max_ns, min(start_ns) AS first_ns, max(end_ns) AS last_ns
       FROM call_stats GROUP BY name;
     )sql",
+    // Version 4: what the user's commands read. processes.session is the
+    // run (shmtrace run) a process belonged to, '' for none; errors.symbols
+    // holds the frames symbolized when they were stored, one per line
+    // ("function+0xoffset file:line", or the address and why not);
+    // self time per call site: total minus the time spent in traced callees.
+    R"sql(
+    ALTER TABLE processes ADD COLUMN session TEXT NOT NULL DEFAULT '';
+    ALTER TABLE errors ADD COLUMN symbols TEXT NOT NULL DEFAULT '';
+    ALTER TABLE call_sites ADD COLUMN self_ticks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE call_stats ADD COLUMN self_ns REAL NOT NULL DEFAULT 0;
+    CREATE INDEX errors_by_process ON errors (process_key, ts_ns);
+    DROP VIEW function_stats;
+    CREATE VIEW function_stats AS
+      SELECT name, sum(calls) AS calls, sum(errors) AS errors, sum(unfinished) AS unfinished,
+             sum(completed) AS completed, sum(total_ns) AS total_ns, sum(self_ns) AS self_ns,
+             sum(total_ns) / nullif(sum(completed), 0) AS mean_ns,
+             min(min_ns) AS min_ns, shmtrace_quantile(histogram, 0.5) AS p50_ns,
+             shmtrace_quantile(histogram, 0.95) AS p95_ns, shmtrace_quantile(histogram, 0.99) AS p99_ns,
+             max(max_ns) AS max_ns, min(start_ns) AS first_ns, max(end_ns) AS last_ns
+      FROM call_stats GROUP BY name;
+    )sql",
 };
 
 }  // namespace
@@ -113,7 +134,8 @@ constexpr std::array<const char*, 3> kMigrations = {
 const std::vector<std::string>& main_migrations() {
   // The alerts table's text belongs to the alert evaluator, which reads it.
   static const std::vector<std::string> migrations = {
-      kMigrations[0], std::string(kMigrations[1]) + alerts::kAlertsTableSql, kMigrations[2]};
+      kMigrations[0], std::string(kMigrations[1]) + alerts::kAlertsTableSql, kMigrations[2],
+      kMigrations[3]};
   return migrations;
 }
 
