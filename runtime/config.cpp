@@ -174,6 +174,15 @@ Config parse_config(const EnvLookup& env, std::vector<std::string>& problems) {
       c.spill_dir = t;
     }
   }
+  if (const char* v = r.raw("SHMTRACE_SESSION")) {
+    const std::string t = trim(v);
+    if (!t.empty() && !abi::session_id_valid(t.data(), t.size())) {
+      r.problem("SHMTRACE_SESSION", v, "expected 1 to 32 letters, digits, '_' or '-', the first a letter",
+                "(no session)");
+    } else {
+      c.session = t;
+    }
+  }
   // Regular expressions are compiled (and reported when malformed) by the runtime.
   if (const char* v = r.raw("SHMTRACE_INCLUDE")) c.include_functions = v;
   if (const char* v = r.raw("SHMTRACE_EXCLUDE")) c.exclude_functions = v;

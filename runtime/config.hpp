@@ -46,6 +46,9 @@ struct Config {
   std::string spill_dir = default_spill_dir();  // SHMTRACE_SPILL_DIR
   std::string include_functions;  // -finstrument-functions filters (ECMAScript regex), empty = all
   std::string exclude_functions;
+  // SHMTRACE_SESSION: the run this process belongs to (abi::session_id_valid),
+  // "" for none; it names the segment, so only that session's drain takes it.
+  std::string session;
 };
 
 // Looks a variable up; nullptr when unset. The runtime passes getenv.

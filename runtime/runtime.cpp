@@ -77,7 +77,7 @@ Runtime* build_runtime(const Config& config, std::string& why) {
   rt->process = read_process_info();
   rt->layout = compute_layout(config);
   const std::uint64_t nonce = random_u64() ^ clock_ns(CLOCK_MONOTONIC);
-  rt->segment_name = segment_name(rt->process.pid, nonce);
+  rt->segment_name = segment_name(rt->process.pid, nonce, config.session);
 
   auto object = SharedObject::create(rt->segment_name, rt->layout.total_size, rt->layout.fixed_size(),
                                      SharedObject::Mode::kCreate);

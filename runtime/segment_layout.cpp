@@ -56,10 +56,15 @@ ClockReference read_clock_reference() noexcept {
   return c;
 }
 
-std::string segment_name(std::uint32_t pid, std::uint64_t nonce) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%u.%016llx", abi::kSegmentNamePrefix, pid,
-                static_cast<unsigned long long>(nonce));
+std::string segment_name(std::uint32_t pid, std::uint64_t nonce, const std::string& session) {
+  char buf[96];
+  if (session.empty()) {
+    std::snprintf(buf, sizeof buf, "%s%u.%016llx", abi::kSegmentNamePrefix, pid,
+                  static_cast<unsigned long long>(nonce));
+  } else {
+    std::snprintf(buf, sizeof buf, "%s%s.%u.%016llx", abi::kSegmentNamePrefix, session.c_str(), pid,
+                  static_cast<unsigned long long>(nonce));
+  }
   return buf;
 }
 
@@ -111,6 +116,7 @@ void initialize_segment(void* base, const SegmentLayout& layout, const Config& c
 
   copy_text(h.spill_dir, config.spill_dir);
   copy_text(h.exe, process.exe);
+  copy_text(h.session, config.session);
   const std::size_t cmd = std::min(process.cmdline.size(), sizeof h.cmdline);
   std::memcpy(h.cmdline, process.cmdline.data(), cmd);
   h.cmdline_size = static_cast<std::uint32_t>(cmd);

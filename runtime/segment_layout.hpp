@@ -54,7 +54,8 @@ void initialize_segment(void* base, const SegmentLayout& layout, const Config& c
                         const TraceContextSeed& context);
 
 // "shmtrace.<pid>.<16 hex nonce>"
-std::string segment_name(std::uint32_t pid, std::uint64_t nonce);
+// shmtrace.<pid>.<nonce>, or shmtrace.<session>.<pid>.<nonce> in a session.
+std::string segment_name(std::uint32_t pid, std::uint64_t nonce, const std::string& session = {});
 
 }  // namespace shmtrace::runtime
 

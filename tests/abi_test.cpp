@@ -76,7 +76,7 @@ TEST(RecordKinds, EveryOtherByteIsUnknown) {
 
 TEST(AbiVersion, MajorAndMinor) {
   EXPECT_EQ(abi::kAbiMajor, 1);
-  EXPECT_EQ(abi::kAbiMinor, 1);
+  EXPECT_EQ(abi::kAbiMinor, 2);
 }
 
 TEST(AbiMagic, ValuesSpellTheirNamesInMemory) {
@@ -117,6 +117,8 @@ TEST(AbiConstants, NamesAndSizes) {
   EXPECT_EQ(offsetof(abi::SegmentHeader, reserved_tail) + sizeof(abi::SegmentHeader::reserved_tail),
             abi::kHeaderSize);
   EXPECT_EQ(offsetof(abi::SegmentHeader, cmdline) + sizeof(abi::SegmentHeader::cmdline),
+            offsetof(abi::SegmentHeader, session));
+  EXPECT_EQ(offsetof(abi::SegmentHeader, session) + sizeof(abi::SegmentHeader::session),
             offsetof(abi::SegmentHeader, reserved_tail));
 }
 
@@ -125,6 +127,19 @@ TEST(SegmentName, Format) {
   EXPECT_EQ(runtime::segment_name(1, 0), "shmtrace.1.0000000000000000");
   EXPECT_EQ(runtime::segment_name(4294967295u, ~0ull), "shmtrace.4294967295.ffffffffffffffff");
   EXPECT_EQ(runtime::segment_name(42, 0x0123456789abcdefull), "shmtrace.42.0123456789abcdef");
+  EXPECT_EQ(runtime::segment_name(42, 0x0123456789abcdefull, "run-7_a"), "shmtrace.run-7_a.42.0123456789abcdef");
+  EXPECT_EQ(reader::detail::segment_name(42, 0x0123456789abcdefull, "run-7_a"),
+            "shmtrace.run-7_a.42.0123456789abcdef");
+  const auto in_session = reader::detail::parse_segment_name("shmtrace.run-7_a.42.0123456789abcdef");
+  ASSERT_TRUE(in_session);
+  EXPECT_EQ(in_session->session, "run-7_a");
+  EXPECT_EQ(in_session->pid, 42u);
+  EXPECT_EQ(in_session->nonce, 0x0123456789abcdefull);
+  EXPECT_EQ(reader::detail::parse_segment_name("shmtrace.42.0123456789abcdef")->session, "");
+  EXPECT_FALSE(reader::detail::parse_segment_name("shmtrace.run.7.42.0123456789abcdef"));
+  EXPECT_FALSE(reader::detail::parse_segment_name("shmtrace.r$n.42.0123456789abcdef"));
+  EXPECT_FALSE(reader::detail::parse_segment_name("shmtrace._r.42.0123456789abcdef"));
+  EXPECT_FALSE(reader::detail::parse_segment_name("shmtrace.abcdefghijklmnopqrstuvwxyz0123456.42.0123456789abcdef"));
 }
 
 TEST(SegmentName, AgreesWithTheReader) {

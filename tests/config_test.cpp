@@ -50,6 +50,7 @@ void expect_defaults_except(const Config& c, const std::string& except) {
   if (except != "sample_rate") EXPECT_EQ(c.sample_rate, 1.0);
   if (except != "group_rates") EXPECT_TRUE(c.group_rates.empty());
   if (except != "spill_dir") EXPECT_EQ(c.spill_dir, "/tmp/shmtrace-" + std::to_string(::geteuid()));
+  if (except != "session") EXPECT_EQ(c.session, "");
 }
 
 // One problem line: "NAME=value: <why>; using default D".
@@ -188,6 +189,20 @@ TEST(ConfigValid, SpillDirTrimmedAndAbsolute) {
   p = parse({{"SHMTRACE_SPILL_DIR", longest}});
   EXPECT_TRUE(p.problems.empty());
   EXPECT_EQ(p.config.spill_dir, longest);
+}
+
+TEST(ConfigValid, SessionNamesTheSegment) {
+  Parsed p = parse({{"SHMTRACE_SESSION", " run-42_x "}});
+  EXPECT_TRUE(p.problems.empty());
+  EXPECT_EQ(p.config.session, "run-42_x");
+  expect_defaults_except(p.config, "session");
+  // A dot would split the segment's name; a digit first would read as a pid.
+  for (const char* bad : {"a.b", "42", "-x", "x y", "abcdefghijklmnopqrstuvwxyz0123456"}) {
+    p = parse({{"SHMTRACE_SESSION", bad}});
+    ASSERT_EQ(p.problems.size(), 1u) << bad;
+    EXPECT_NE(p.problems[0].find("SHMTRACE_SESSION"), std::string::npos);
+    EXPECT_EQ(p.config.session, "") << bad;
+  }
 }
 
 TEST(ConfigValid, EverythingAtOnce) {

@@ -210,6 +210,10 @@ Result<void> validate_header(const SegmentHeader& h, std::uint64_t mapped_size) 
     return fail("spill_dir is not NUL-terminated");
   }
   if (!nul_terminated(h.exe, sizeof h.exe)) return fail("exe is not NUL-terminated");
+  if (!nul_terminated(h.session, sizeof h.session)) return fail("session is not NUL-terminated");
+  if (const std::size_t n = ::strnlen(h.session, sizeof h.session); n != 0 && !abi::session_id_valid(h.session, n)) {
+    return fail("session id is not 1 to 32 letters, digits, '_' or '-' starting with a letter");
+  }
   if (h.cmdline_size > sizeof h.cmdline) {
     return fail("cmdline_size " + std::to_string(h.cmdline_size) + " exceeds " +
                 std::to_string(sizeof h.cmdline));

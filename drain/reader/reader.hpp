@@ -266,6 +266,8 @@ class Segment {
   bool faulted() const;
   // The validated copy of the header's write-once fields.
   const abi::SegmentHeader& header() const;
+  // The session the process belongs to ("" for none), from the header.
+  std::string session() const;
   // Live fields, reloaded on each call (acquire).
   abi::ProcessState state() const;
   std::int32_t exit_status() const;
@@ -355,6 +357,7 @@ class Segment {
 // non-regular files are skipped; optionally only those of one pid.
 struct SegmentListing {
   std::string name;
+  std::string session;  // "" for a segment of no session
   std::uint32_t pid = 0;
   std::uint32_t owner_uid = 0;
 };

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -109,9 +110,10 @@ Result<Mapping> map_file(const OpenedFile& file, bool writable, const std::strin
 void copy_shared(void* dst, const std::byte* src, std::size_t size);
 
 // "shmtrace.<pid>.<nonce as 16 lowercase hex digits>".
-std::string segment_name(std::uint32_t pid, std::uint64_t nonce);
+std::string segment_name(std::uint32_t pid, std::uint64_t nonce, std::string_view session = {});
 // Parses such a name; nullopt when it does not match the pattern exactly.
 struct ParsedName {
+  std::string session;  // "" for a segment of no session
   std::uint32_t pid = 0;
   std::uint64_t nonce = 0;
 };
@@ -134,6 +136,11 @@ struct SegmentState {
   UniqueFd fd;           // the mapped file, for residency queries; -1 for from_memory()
   std::uint32_t allowed_uid = 0;  // owner required of error chunks and the spill file
   abi::SegmentHeader header{};    // validated copy
+
+  // The header's session id ("" for none); validate_header checked it.
+  std::string session() const {
+    return std::string(header.session, ::strnlen(header.session, sizeof header.session));
+  }
   std::optional<ClockConverter> clock;
   // Per ring (attach only): 1 once its whole slot was seen allocated. Sticky:
   // tmpfs pages stay allocated (a truncation is the fault handler's case).

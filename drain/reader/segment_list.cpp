@@ -33,7 +33,7 @@ Result<std::vector<SegmentListing>> list_segments(std::optional<std::uint32_t> p
     struct stat st {};
     if (::fstatat(dir_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
     if (!S_ISREG(st.st_mode)) continue;  // symlinks and the like are never followed
-    found.push_back(SegmentListing{std::string(name), parsed->pid,
+    found.push_back(SegmentListing{std::string(name), parsed->session, parsed->pid,
                                    static_cast<std::uint32_t>(st.st_uid)});
   }
   const int read_errno = errno;

@@ -128,7 +128,8 @@ Result<Segment> Segment::attach(const std::string& name, Access access,
   // A name in the standard form must agree with the header it names, or the
   // error chunks found by that name would belong to someone else.
   if (auto parsed = detail::parse_segment_name(name)) {
-    if (parsed->pid != impl->header.pid || parsed->nonce != impl->header.nonce) {
+    if (parsed->pid != impl->header.pid || parsed->nonce != impl->header.nonce ||
+        parsed->session != impl->session()) {
       return std::unexpected(Error{impl->where() + "header pid " +
                                    std::to_string(impl->header.pid) +
                                    " / nonce do not match the name"});
@@ -153,11 +154,13 @@ Result<Segment> Segment::from_memory(void* base, std::uint64_t size, Access acce
   impl->name = "<memory>";
   if (auto ok = load_header(*impl); !ok) return std::unexpected(ok.error());
   // The object name a producer would have used: finds the error chunks.
-  impl->name = detail::segment_name(impl->header.pid, impl->header.nonce);
+  impl->name = detail::segment_name(impl->header.pid, impl->header.nonce, impl->session());
   return Segment(std::move(impl));
 }
 
 const std::string& Segment::name() const { return impl_->name; }
+
+std::string Segment::session() const { return impl_->session(); }
 
 bool Segment::faulted() const {
   if (impl_->mapping.faulted()) return true;

@@ -287,23 +287,32 @@ void copy_shared(void* dst, const std::byte* src, std::size_t size) {
   }
 }
 
-std::string segment_name(std::uint32_t pid, std::uint64_t nonce) {
+std::string segment_name(std::uint32_t pid, std::uint64_t nonce, std::string_view session) {
   char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%s%" PRIu32 ".%016" PRIx64, abi::kSegmentNamePrefix, pid,
-                nonce);
-  return buffer;
+  std::snprintf(buffer, sizeof buffer, "%" PRIu32 ".%016" PRIx64, pid, nonce);
+  std::string name = abi::kSegmentNamePrefix;
+  if (!session.empty()) name.append(session).append(".");
+  return name + buffer;
 }
 
 std::optional<ParsedName> parse_segment_name(std::string_view name) {
   const std::string_view prefix = abi::kSegmentNamePrefix;
   if (!name.starts_with(prefix)) return std::nullopt;
   name.remove_prefix(prefix.size());
+  ParsedName parsed;
+  // shmtrace.<session>.<pid>.<nonce>: a session starts with a letter, a pid
+  // never does.
+  if (!name.empty() && !(name.front() >= '0' && name.front() <= '9')) {
+    const auto end = name.find('.');
+    if (end == std::string_view::npos || !abi::session_id_valid(name.data(), end)) return std::nullopt;
+    parsed.session = std::string(name.substr(0, end));
+    name.remove_prefix(end + 1);
+  }
   const auto dot = name.find('.');
   if (dot == std::string_view::npos || dot == 0 || dot > 10) return std::nullopt;
   const std::string_view pid_text = name.substr(0, dot);
   const std::string_view nonce_text = name.substr(dot + 1);
   if (nonce_text.size() != 16) return std::nullopt;
-  ParsedName parsed;
   for (char c : pid_text) {
     if (c < '0' || c > '9') return std::nullopt;
   }

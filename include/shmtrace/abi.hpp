@@ -17,8 +17,14 @@
 // ---------------------------------------------------------------------------
 // Each traced process image owns one *segment*: a POSIX shared-memory object
 // named  /shmtrace.<pid>.<nonce as 16 hex digits>  (kSegmentNamePrefix), mode
-// 0600. The nonce mixes the monotonic clock and random bits, so a recycled pid
-// or an exec() of the same pid never reuses an older name. The segment has a
+// 0600, or  /shmtrace.<session>.<pid>.<nonce>  for a process of a session
+// (a run of `shmtrace run`: SHMTRACE_SESSION, inherited by every descendant
+// through the environment; session_id_valid below says what a session id may
+// hold: never a '.', never only digits, so the two forms cannot be confused).
+// A drain given a session takes only that session's segments; a drain given
+// none takes only segments of no session. The nonce mixes the monotonic
+// clock and random bits, so a recycled pid or an exec() of the same pid never
+// reuses an older name. The segment has a
 // fixed size chosen at creation; its regions are:
 //
 //   offset 0                 +----------------------------------+
@@ -194,10 +200,25 @@ namespace shmtrace::abi {
 inline constexpr std::uint64_t kSegmentMagic = 0x31454741'4d485354ULL;  // "TSHMAGE1"
 inline constexpr std::uint64_t kErrorChunkMagic = 0x314b4e48'43525245ULL;  // "ERRCHNK1"
 inline constexpr std::uint16_t kAbiMajor = 1;
-inline constexpr std::uint16_t kAbiMinor = 1;  // 1: call-site statistics, kSpanUnfinished
+inline constexpr std::uint16_t kAbiMinor = 2;  // 1: call-site statistics, kSpanUnfinished; 2: session
 inline constexpr char kSegmentNamePrefix[] = "shmtrace.";
 inline constexpr char kErrorChunkInfix[] = ".err.";
 inline constexpr char kSpillSuffix[] = ".errors";
+inline constexpr std::uint32_t kMaxSessionLength = 32;
+
+// A session id: 1 to 32 of [A-Za-z0-9_-], the first a letter.
+inline constexpr bool session_id_valid(const char* text, std::size_t length) noexcept {
+  if (length == 0 || length > kMaxSessionLength) return false;
+  const char first = text[0];
+  if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z'))) return false;
+  for (std::size_t i = 0; i < length; ++i) {
+    const char c = text[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
 inline constexpr std::uint32_t kCacheLine = 64;
 inline constexpr std::uint32_t kPageSize = 4096;
 inline constexpr std::uint32_t kHeaderSize = 4096;
@@ -497,8 +518,10 @@ struct SegmentHeader {
   char exe[256];                     // /proc/self/exe, NUL-terminated, truncated
   std::uint32_t cmdline_size;        // bytes used in cmdline
   char cmdline[1020];                // argv joined by NUL bytes, truncated
+  char session[40];                  // session id, NUL-padded; "" = none (minor 2; the
+                                     // segment's name carries it too)
 
-  std::uint8_t reserved_tail[2280];  // room for future minors, zero
+  std::uint8_t reserved_tail[2240];  // room for future minors, zero
 };
 
 // ---------------------------------------------------------------------------
@@ -752,6 +775,8 @@ static_assert(offsetof(SegmentHeader, header_size) == 12 && offsetof(SegmentHead
 static_assert(offsetof(SegmentHeader, errors_written) % 8 == 0);
 static_assert(offsetof(SegmentHeader, drain_heartbeat_ns) % 8 == 0);
 static_assert(offsetof(SegmentHeader, state) % 4 == 0);
+static_assert(sizeof(SegmentHeader::session) > kMaxSessionLength);
+static_assert(session_id_valid("run-1", 5) && !session_id_valid("123", 3) && !session_id_valid("a.b", 3));
 
 static_assert(kSharedType<StringTableHeader> && sizeof(StringTableHeader) == 64);
 static_assert(kSharedType<StringEntry> && sizeof(StringEntry) == 4);
