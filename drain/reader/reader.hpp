@@ -229,6 +229,46 @@ struct CallSiteStats {
   double quantile_ns(double q) const;
 };
 
+// Live header fields, each loaded once (see peek_live): a snapshot for
+// tools that watch a segment without consuming it (shmtrace dump).
+struct LiveFields {
+  abi::ProcessState state = abi::ProcessState::kRunning;
+  std::int32_t exit_status = 0;
+  std::uint64_t end_ticks = 0;
+  std::uint32_t exec_target_id = 0;
+  std::uint32_t error_chunk_count = 0;
+  std::uint64_t errors_written = 0;
+  std::uint64_t errors_spilled = 0;
+  std::uint64_t errors_lost = 0;
+  std::uint64_t no_ring_threads = 0;
+  std::uint64_t no_ring_overflowed = 0;
+  std::uint64_t no_ring_dropped = 0;
+  std::uint64_t strings_rejected = 0;
+  std::uint32_t drain_pid = 0;
+  std::uint64_t drain_heartbeat_ns = 0;  // CLOCK_MONOTONIC; 0 = never
+  std::uint64_t overflow_enqueue = 0;    // OverflowControl.enqueue_pos
+  std::uint64_t overflow_dequeue = 0;    // OverflowControl.dequeue_pos
+};
+
+// Records read without consuming them (peek_ring): positions
+// [first_position, end_position), all of them stable while copied.
+// `skipped` counts positions asked for (from `from`) that the consumer had
+// already handed back to the producer, so they may hold newer records.
+struct RingPeek {
+  std::uint32_t ring = 0;
+  std::uint64_t first_position = 0;
+  std::uint64_t end_position = 0;
+  std::uint64_t skipped = 0;
+  std::vector<abi::Record> records;
+};
+// Whole overflow groups read without consuming them (peek_overflow).
+struct OverflowPeek {
+  std::uint64_t first_position = 0;
+  std::uint64_t end_position = 0;
+  std::uint64_t skipped = 0;  // positions freed by the consumer before we read them
+  std::vector<std::vector<OverflowEntry>> groups;
+};
+
 class Segment {
  public:
   // Attaches to /dev/shm/<name> (name without the leading '/'), opened with
@@ -299,6 +339,21 @@ class Segment {
   // when even that was not written, with the rest of its chunk (counted in
   // ErrorBatch::abandoned), so the entries after it are not lost.
   Result<ErrorBatch> read_errors(const ErrorCursor& from, std::size_t max_errors, bool writer_gone = false) const;
+
+  // Read-only peeking (segment_peek.cpp), for tools that look without
+  // consuming: no byte of the segment is written, no tail moved.
+  LiveFields peek_live() const;
+  // Published records of a ring from position max(from, tail) to head, at
+  // most max_records. Only [tail, head) is stable: the producer overwrites
+  // a slot only once the consumer's tail has passed it. tail is loaded again
+  // after the copy; records below it were handed back meanwhile and are
+  // dropped from the result (counted in `skipped`, with the positions
+  // between `from` and the first tail).
+  Result<RingPeek> peek_ring(std::uint32_t ring, std::uint64_t from, std::size_t max_records) const;
+  // Published overflow groups from max(from, dequeue_pos): each slot's
+  // sequence is checked before and after its copy, so a slot the consumer
+  // freed and a producer reused meanwhile is never returned.
+  Result<OverflowPeek> peek_overflow(std::uint64_t from, std::size_t max_records) const;
 
   // Call-site statistics (P13) of one ring: the assigned slots in order,
   // then the "other" slot; empty when the segment keeps none or the ring was
