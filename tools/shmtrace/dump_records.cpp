@@ -257,7 +257,7 @@ class Dumper {
     const std::uint64_t ref = segment_.header().clock_ref_ticks;
     const std::int64_t wall = clock.to_wall_ns(ticks);
     const std::int64_t rel = ticks >= ref ? clock.duration_ns(ref, ticks) : -clock.duration_ns(ticks, ref);
-    line.num("timestamp", ticks);
+    line.json_only_num("timestamp", static_cast<std::int64_t>(ticks));
     line.json_only_str("time", live::iso_time(wall));
     line.json_only_num("wall_ns", wall);
     line.json_only_num("rel_ns", rel);
@@ -292,7 +292,11 @@ class Dumper {
       if (name.empty()) name = function;
       line.json_only_str("function", function);
     }
-    line.str("name", name);
+    if (name.empty()) {
+      line.json_only_str("name", name);  // the text line leaves an empty name out
+    } else {
+      line.str("name", name);
+    }
     if (d.name_id != 0) line.json_only_num("name_id", d.name_id);
     switch (d.kind) {
       case abi::RecordKind::kSpanBegin:

@@ -151,13 +151,13 @@ std::string human_duration(double ns) {
   char buf[32];
   const double a = std::fabs(ns);
   if (a < 1e3) {
-    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
+    std::snprintf(buf, sizeof buf, "%.0fns", ns);
   } else if (a < 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
+    std::snprintf(buf, sizeof buf, "%.2fus", ns / 1e3);
   } else if (a < 1e9) {
-    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
+    std::snprintf(buf, sizeof buf, "%.2fms", ns / 1e6);
   } else {
-    std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
+    std::snprintf(buf, sizeof buf, "%.2fs", ns / 1e9);
   }
   return buf;
 }

@@ -43,7 +43,7 @@ void append_json_string(std::string& out, std::string_view value);
 std::string iso_time(std::int64_t wall_ns);
 // "00:41:47.123456789" (UTC time of day).
 std::string time_of_day(std::int64_t wall_ns);
-// "1.234 ms", "12.5 s", "850 ns".
+// "1.23ms", "12.50s", "850ns" (one word: tables split on blanks).
 std::string human_duration(double ns);
 // "1s", "250ms", "1.5s", "2m", "100us" or a plain number of seconds.
 std::optional<std::int64_t> parse_interval_ns(std::string_view text);

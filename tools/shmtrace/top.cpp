@@ -202,6 +202,7 @@ std::vector<Row> rows_of(const Snapshot& before, const Snapshot& now) {
   }
   std::vector<Row> rows;
   for (auto& [name, row] : by_function) {
+    if (row.total_calls == 0) continue;  // an "other" slot nothing has used yet
     row.p50 = quantile(row.durations, 0.50);
     row.p99 = quantile(row.durations, 0.99);
     rows.push_back(std::move(row));

@@ -1,0 +1,422 @@
+// shmtrace dump against real processes: st_dump writes a known set of
+// records and waits, and what dump lists and decodes must equal it exactly;
+// filters, --follow, a segment a SIGKILLed process left, corrupt segments,
+// and that dump never changes a byte of the segment it reads.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "support/live_tools.hpp"
+#include "support/mini_json.hpp"
+
+namespace shmtrace::test {
+namespace {
+
+using json::Value;
+
+// One comparable line per decoded record, from dump's JSON.
+std::string summary(const Value& v) {
+  const std::string kind = v["kind"].str();
+  if (kind == "thread_start") return kind + " " + v["thread_name"].str();
+  if (kind == "span_begin") return kind + " " + v["name"].str() + " group=" + v["group"].str();
+  if (kind == "span_end") return kind + " " + v["name"].str() + " " + v["status"].str();
+  if (kind == "counter") return kind + " " + v["name"].str() + " " + v["value"].text;
+  if (kind == "event") return kind + " " + v["name"].str() + " " + v["message"].str();
+  if (kind == "arg") {
+    std::string s = kind + " " + v["name"].str() + " " + v["type"].str() + " " + v["value"].text;
+    if (v["result"].boolean) s += " result";
+    return s;
+  }
+  if (kind == "error") return kind + " " + v["type"].str() + " " + v["message"].str();
+  return kind;
+}
+
+std::string key_value() {
+  std::string key;
+  for (int i = 0; key.size() < 100; ++i) key += "k" + std::to_string(i);
+  key.resize(100);
+  return key;
+}
+
+// What st_dump records writes, in order (after the runtime's thread start
+// and process start records).
+std::vector<std::string> expected_records() {
+  return {"thread_start st_dump",
+          "process_start",
+          "span_begin alpha group=grp",
+          "counter count 0",
+          "counter count 1",
+          "counter count 2",
+          "counter count 3",
+          "counter count 4",
+          "event note hello",
+          "arg key string " + key_value(),
+          "arg ratio double 0.25",
+          "arg ret int -7 result",
+          "span_end alpha err",
+          "error DumpError first"};
+}
+
+std::vector<std::string> summaries(const std::vector<Value>& values) {
+  std::vector<std::string> out;
+  for (const Value& v : values) out.push_back(summary(v));
+  return out;
+}
+
+std::string pid_text(const LiveProducer& p) { return std::to_string(p.pid()); }
+
+// The jsonl listing's entry for `segment`.
+std::optional<Value> listed(const std::string& segment) {
+  const RunResult r = run_cli({"dump", "--format", "jsonl"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const Value& v : json::parse_lines(r.out)) {
+    if (v["segment"].str() == segment) return v;
+  }
+  return std::nullopt;
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(DumpTest, ListShowsWhatTheProducerWrote) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  auto entry = listed(p.segment);
+  ASSERT_TRUE(entry);
+  const Value& v = *entry;
+  EXPECT_EQ(v["pid"].u64(), static_cast<std::uint64_t>(p.pid()));
+  EXPECT_EQ(v["program"].str(), "st_dump");
+  EXPECT_EQ(v["session"].str(), "");
+  EXPECT_EQ(v["state"].str(), "running");
+  // 15 records: thread start, process start, span begin, 5 counters, the
+  // event, the 100-byte argument (its head and 2 continuations), 2 more
+  // arguments, span end.
+  EXPECT_EQ(v["written"].u64(), 15u);
+  EXPECT_EQ(v["overflowed"].u64(), 0u);
+  EXPECT_EQ(v["dropped"].u64(), 0u);
+  EXPECT_EQ(v["errors_written"].u64(), 1u);
+  EXPECT_EQ(v["errors_spilled"].u64(), 0u);
+  EXPECT_EQ(v["errors_lost"].u64(), 0u);
+  EXPECT_GE(v["error_chunks"].u64(), 1u);
+  EXPECT_EQ(v["drain_pid"].u64(), 0u);
+  EXPECT_FALSE(v["drain_alive"].boolean);
+  EXPECT_EQ(v["heartbeat_age_ns"].type, Value::Type::kNull);
+  ASSERT_EQ(v["rings"].items.size(), 1u);
+  const Value& ring = v["rings"].items[0];
+  EXPECT_EQ(ring["ring"].u64(), 0u);
+  EXPECT_EQ(ring["tid"].u64(), static_cast<std::uint64_t>(p.pid()));
+  EXPECT_EQ(ring["head"].u64(), 15u);
+  EXPECT_EQ(ring["tail"].u64(), 0u);
+  EXPECT_EQ(ring["lag"].u64(), 15u);
+
+  // Two more records, one per signal: the listing follows.
+  for (int i = 0; i < 2; ++i) {
+    ::kill(p.pid(), SIGUSR1);
+    ASSERT_TRUE(p.child.wait_for_output("more " + std::to_string(i)));
+  }
+  entry = listed(p.segment);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ((*entry)["written"].u64(), 17u);
+
+  // The text table names it too.
+  const RunResult text = run_cli({"dump"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find(p.segment), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("head 17 tail 0 lag 17"), std::string::npos) << text.out;
+}
+
+TEST(DumpTest, ListedCountersEqualTheReadersWithOverflowAndDrops) {
+  // Small rings and overflow area, and no drain: most records overflow or drop.
+  const RunResult r = run({program_path("st_producer"), "sequence", "2", "500"},
+                          {{"SHMTRACE_RING_RECORDS", "64"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string name = find_segment(r.pid, 0);
+  ASSERT_FALSE(name.empty());
+  SegmentGuard guard(name);
+  auto segment = reader::Segment::attach(name, reader::Access::kReadOnly);
+  ASSERT_TRUE(segment) << segment.error().message;
+  auto entry = listed(name);
+  ASSERT_TRUE(entry);
+  const Value& v = *entry;
+  EXPECT_EQ(v["state"].str(), "exited");
+  EXPECT_EQ(v["exit_status"].i64(), 0);
+  std::uint64_t written = 0, overflowed = 0, dropped = 0;
+  std::size_t at = 0;
+  for (std::uint32_t i = 0; i < segment->ring_count(); ++i) {
+    auto info = segment->ring_info(i);
+    ASSERT_TRUE(info) << info.error().message;
+    if (info->state == abi::RingState::kFree) continue;
+    ASSERT_LT(at, v["rings"].items.size());
+    const Value& ring = v["rings"].items[at++];
+    EXPECT_EQ(ring["ring"].u64(), i);
+    EXPECT_EQ(ring["head"].u64(), info->head);
+    EXPECT_EQ(ring["tail"].u64(), info->tail);
+    EXPECT_EQ(ring["overflowed"].u64(), info->overflowed);
+    EXPECT_EQ(ring["dropped"].u64(), info->dropped);
+    EXPECT_EQ(ring["tid"].u64(), info->tid);
+    written += info->written;
+    overflowed += info->overflowed;
+    dropped += info->dropped;
+  }
+  EXPECT_EQ(at, v["rings"].items.size());
+  const reader::LiveFields live = segment->peek_live();
+  EXPECT_EQ(v["written"].u64(), written);
+  EXPECT_EQ(v["overflowed"].u64(), overflowed + live.no_ring_overflowed);
+  EXPECT_EQ(v["dropped"].u64(), dropped + live.no_ring_dropped);
+  EXPECT_EQ(v["overflow_pending"].u64(), live.overflow_enqueue - live.overflow_dequeue);
+  // Each thread wrote 500 counters and 32 string arguments, more than 64 + 64 fit.
+  // The two workers' rings are full (no drain moves a tail); the main
+  // thread's holds its few records.
+  std::size_t full = 0;
+  for (const Value& ring : v["rings"].items) full += ring["head"].u64() == 64 ? 1 : 0;
+  EXPECT_EQ(full, 2u);
+  EXPECT_EQ(v["rings"].items.size(), 3u);
+  EXPECT_EQ(overflowed + live.no_ring_overflowed, 64u);
+  EXPECT_GT(dropped, 0u);
+}
+
+TEST(DumpTest, DecodedRecordsEqualWhatTheProducerWrote) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  for (const std::string& target : {pid_text(p), p.segment, "/dev/shm/" + p.segment}) {
+    const RunResult r = run_cli({"dump", target, "--format", "jsonl"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    const std::vector<Value> values = json::parse_lines(r.out);
+    EXPECT_EQ(summaries(values), expected_records()) << r.out;
+    ASSERT_EQ(values.size(), expected_records().size());
+    // Positions: one per record, the argument's two continuations between.
+    const std::vector<std::uint64_t> positions = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14};
+    for (std::size_t i = 0; i < positions.size(); ++i) {
+      EXPECT_EQ(values[i]["source"].str(), "ring");
+      EXPECT_EQ(values[i]["position"].u64(), positions[i]);
+      EXPECT_EQ(values[i]["tid"].u64(), static_cast<std::uint64_t>(p.pid()));
+    }
+    // The span's begin and end, and the records inside it, carry one id.
+    const std::uint64_t span = values[2]["span_id"].u64();
+    EXPECT_NE(span, 0u);
+    for (std::size_t i = 3; i <= 12; ++i) EXPECT_EQ(values[i]["span_id"].u64(), span) << i;
+    EXPECT_EQ(values[2]["trace_id"].str(), values[12]["trace_id"].str());
+    EXPECT_GE(values[12]["duration_ns"].i64(), 0);
+    // Times: wall clock after the process started, in order.
+    for (std::size_t i = 1; i < values.size(); ++i) {
+      EXPECT_GE(values[i]["wall_ns"].i64(), values[i - 1]["wall_ns"].i64()) << i;
+    }
+    EXPECT_EQ(values.back()["source"].str(), "errors");
+    EXPECT_EQ(values.back()["sequence"].u64(), 1u);
+  }
+  // The text form: one line per record and error, names and values readable.
+  const RunResult text = run_cli({"dump", pid_text(p)});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  const auto lines = lines_of(text.out);
+  ASSERT_EQ(lines.size(), expected_records().size()) << text.out;
+  EXPECT_NE(lines[3].find("kind=counter name=\"count\""), std::string::npos) << lines[3];
+  EXPECT_NE(lines[3].find("value=0"), std::string::npos) << lines[3];
+  EXPECT_NE(lines[8].find("message=\"hello\""), std::string::npos) << lines[8];
+  EXPECT_NE(lines.back().find("type=\"DumpError\" message=\"first\""), std::string::npos) << lines.back();
+}
+
+TEST(DumpTest, KindAndRingFilter) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  auto kinds = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"dump", pid_text(p), "--format", "jsonl"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const RunResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return summaries(json::parse_lines(r.out));
+  };
+  EXPECT_EQ(kinds({"--kind", "counter"}), (std::vector<std::string>{"counter count 0", "counter count 1",
+                                                                     "counter count 2", "counter count 3",
+                                                                     "counter count 4"}));
+  EXPECT_EQ(kinds({"--kind", "event,span_end"}), (std::vector<std::string>{"event note hello", "span_end alpha err"}));
+  EXPECT_EQ(kinds({"--kind", "error"}), (std::vector<std::string>{"error DumpError first"}));
+  EXPECT_EQ(kinds({"--kind", "arg", "--kind", "span_begin"}),
+            (std::vector<std::string>{"span_begin alpha group=grp", "arg key string " + key_value(),
+                                      "arg ratio double 0.25", "arg ret int -7 result"}));
+  // --ring: that ring's records only, no error entries (they belong to no ring).
+  std::vector<std::string> ring0 = expected_records();
+  ring0.pop_back();
+  EXPECT_EQ(kinds({"--ring", "0"}), ring0);
+  EXPECT_EQ(kinds({"--ring", "1"}), std::vector<std::string>{});
+}
+
+TEST(DumpTest, FollowPrintsRecordsWrittenAfterItStarted) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  Child follow = Child::start({shmtrace_cli(), "dump", pid_text(p), "--follow", "--format", "jsonl", "--kind", "counter"}, {});
+  ASSERT_TRUE(follow.wait_for_output("\"position\":7,"));  // count 4, the last counter present
+  for (int i = 0; i < 2; ++i) {
+    ::kill(p.pid(), SIGUSR1);
+    ASSERT_TRUE(p.child.wait_for_output("more " + std::to_string(i)));
+    // The producer's record i lands at position 15 + i.
+    ASSERT_TRUE(follow.wait_for_output("\"position\":" + std::to_string(15 + i) + ",")) << i;
+  }
+  ::kill(follow.pid(), SIGINT);
+  const RunResult r = follow.wait();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(summaries(json::parse_lines(r.out)),
+            (std::vector<std::string>{"counter count 0", "counter count 1", "counter count 2", "counter count 3",
+                                      "counter count 4", "counter more 0", "counter more 1"}));
+}
+
+TEST(DumpTest, SegmentOfAKilledProcessIsDumpedAndFollowedUntilRemoved) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  const std::string pid = pid_text(p);
+  ::kill(p.pid(), SIGKILL);
+  const RunResult killed = p.child.wait();
+  ASSERT_EQ(killed.signal, SIGKILL);
+  const RunResult r = run_cli({"dump", pid, "--format", "jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(summaries(json::parse_lines(r.out)), expected_records());
+  // It still reads as running: SIGKILL leaves the runtime no time to say.
+  auto entry = listed(p.segment);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ((*entry)["written"].u64(), 15u);
+
+  Child follow = Child::start({shmtrace_cli(), "dump", p.segment, "--follow"}, {});
+  ASSERT_TRUE(follow.wait_for_output("DumpError"));
+  ::shm_unlink(("/" + p.segment).c_str());
+  EXPECT_TRUE(exits_within(follow.pid(), 10000)) << "follow did not end when the segment was removed";
+  const RunResult ended = follow.wait();
+  EXPECT_EQ(ended.exit_code, 0) << ended.err;
+  EXPECT_EQ(lines_of(ended.out).size(), expected_records().size()) << ended.out;
+}
+
+// A file in /dev/shm under a segment's name (pid 3999999999, which no
+// process has), removed at scope exit.
+struct PlantedFile {
+  std::string name = "shmtrace.3999999999.00000000000000ab";
+  explicit PlantedFile(const std::string& bytes) {
+    const int fd = ::open(("/dev/shm/" + name).c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 || ::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+      throw std::runtime_error("cannot plant " + name);
+    }
+    ::close(fd);
+  }
+  ~PlantedFile() { ::unlink(("/dev/shm/" + name).c_str()); }
+};
+
+void expect_one_line_naming(const RunResult& r, const std::string& name) {
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(DumpTest, CorruptSegmentsGiveOneLineAndExitOne) {
+  {
+    PlantedFile bad(std::string(8192, 'x'));  // bad magic
+    expect_one_line_naming(run_cli({"dump", bad.name}), bad.name);
+    expect_one_line_naming(run_cli({"dump", "3999999999"}), bad.name);
+    // The listing names it on stderr, exits 1, and still lists the others.
+    LiveProducer p = start_st_dump({"records"});
+    SegmentGuard guard(p.segment);
+    const RunResult list = run_cli({"dump"});
+    EXPECT_EQ(list.exit_code, 1);
+    EXPECT_EQ(lines_of(list.err).size(), 1u) << list.err;
+    EXPECT_NE(list.err.find(bad.name), std::string::npos) << list.err;
+    EXPECT_NE(list.out.find(p.segment), std::string::npos) << list.out;
+  }
+  {
+    // A real header whose sizes lie: the file holds its first 64 KiB only.
+    LiveProducer p = start_st_dump({"records"});
+    SegmentGuard guard(p.segment);
+    const std::string header = file_bytes("/dev/shm/" + p.segment).substr(0, 65536);
+    PlantedFile truncated(header);
+    expect_one_line_naming(run_cli({"dump", truncated.name}), truncated.name);
+    // Under the producer's own name, truncated in place.
+    ASSERT_EQ(::truncate(("/dev/shm/" + p.segment).c_str(), 65536), 0);
+    expect_one_line_naming(run_cli({"dump", pid_text(p)}), p.segment);
+    expect_one_line_naming(run_cli({"dump", p.segment, "--follow"}), p.segment);
+    ::kill(p.pid(), SIGKILL);
+    (void)p.child.wait();
+    ::shm_unlink(("/" + p.segment).c_str());
+  }
+  expect_one_line_naming(run_cli({"dump", "3999999998"}), "3999999998");  // no segment at all
+}
+
+TEST(DumpTest, NeverChangesTheSegment) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  const std::string path = "/dev/shm/" + p.segment;
+  struct stat before_stat {};
+  ASSERT_EQ(::stat(path.c_str(), &before_stat), 0);
+  const std::string before = file_bytes(path);
+  ASSERT_EQ(before.size(), static_cast<std::size_t>(before_stat.st_size));
+
+  EXPECT_EQ(run_cli({"dump"}).exit_code, 0);
+  EXPECT_EQ(run_cli({"dump", "--format", "jsonl"}).exit_code, 0);
+  EXPECT_EQ(run_cli({"dump", pid_text(p)}).exit_code, 0);
+  EXPECT_EQ(run_cli({"dump", p.segment, "--format", "jsonl"}).exit_code, 0);
+  EXPECT_EQ(run_cli({"top", "--once", "--interval", "100ms", "--pid", pid_text(p)}).exit_code, 0);
+  Child follow = Child::start({shmtrace_cli(), "dump", pid_text(p), "--follow"}, {});
+  ASSERT_TRUE(follow.wait_for_output("DumpError"));
+  ::kill(follow.pid(), SIGINT);
+  EXPECT_EQ(follow.wait().exit_code, 0);
+
+  struct stat after_stat {};
+  ASSERT_EQ(::stat(path.c_str(), &after_stat), 0);
+  // Not a byte changed (tails, heartbeat, drain pid, overflow positions
+  // included), and no page of a hole was allocated by reading it.
+  const std::string after = file_bytes(path);
+  EXPECT_EQ(after.size(), before.size());
+  EXPECT_TRUE(after == before) << "the segment changed";
+  EXPECT_EQ(after_stat.st_blocks, before_stat.st_blocks);
+  const auto* header = reinterpret_cast<const abi::SegmentHeader*>(after.data());
+  EXPECT_EQ(header->drain_pid, 0u);
+  EXPECT_EQ(header->drain_heartbeat_ns, 0u);
+}
+
+TEST(DumpTest, BadOptionsExitTwo) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"dump", "--format", "xml"},
+      {"dump", "1", "--kind", "nope"},
+      {"dump", "--ring", "0"},
+      {"dump", "--follow"},
+      {"dump", "--session", "1abc"},
+      {"dump", "1", "--session", "abc"},
+      {"dump", "--bogus"},
+      {"dump", "1", "2"},
+  };
+  for (const auto& args : bad) {
+    const RunResult r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args[1] << " " << r.err;
+    EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  }
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  const RunResult r = run_cli({"dump", pid_text(p), "--ring", "100000"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(run_cli({"dump", "--help"}).exit_code, 0);
+  // shmtrace-dump is the same command.
+  const RunResult alias = run({shmtrace_cli() + "-dump", pid_text(p), "--kind", "error", "--format", "jsonl"});
+  EXPECT_EQ(alias.exit_code, 0) << alias.err;
+  EXPECT_EQ(summaries(json::parse_lines(alias.out)), std::vector<std::string>{"error DumpError first"});
+}
+
+TEST(DumpTest, ListsOneSession) {
+  LiveProducer in = start_st_dump({"records"}, {{"SHMTRACE_SESSION", "dumpsess"}});
+  SegmentGuard guard_in(in.segment);
+  LiveProducer out = start_st_dump({"records"});
+  SegmentGuard guard_out(out.segment);
+  const RunResult r = run_cli({"dump", "--session", "dumpsess", "--format", "jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto values = json::parse_lines(r.out);
+  ASSERT_EQ(values.size(), 1u) << r.out;
+  EXPECT_EQ(values[0]["segment"].str(), in.segment);
+  EXPECT_EQ(values[0]["session"].str(), "dumpsess");
+}
+
+}  // namespace
+}  // namespace shmtrace::test
