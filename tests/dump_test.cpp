@@ -293,6 +293,75 @@ TEST(DumpTest, SegmentOfAKilledProcessIsDumpedAndFollowedUntilRemoved) {
   EXPECT_EQ(lines_of(ended.out).size(), expected_records().size()) << ended.out;
 }
 
+TEST(DumpTest, BesideAConsumerShowsItAndSkipsWhatItTookWithoutDisturbingIt) {
+  LiveProducer p = start_st_dump({"records"});
+  SegmentGuard guard(p.segment);
+  // This process is the segment's consumer, as a drain would be.
+  reader::Segment consumer = attach_consumer(p.segment);
+  ASSERT_TRUE(consumer.claim_consumer());
+  auto first = drain_segment(consumer);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->ring_records, 15u);
+
+  auto entry = listed(p.segment);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ((*entry)["drain_pid"].u64(), static_cast<std::uint64_t>(::getpid()));
+  EXPECT_TRUE((*entry)["drain_alive"].boolean);
+  ASSERT_EQ((*entry)["heartbeat_age_ns"].type, Value::Type::kNumber);
+  EXPECT_LT((*entry)["heartbeat_age_ns"].u64(), 60'000'000'000u);
+  EXPECT_EQ((*entry)["rings"].items[0]["tail"].u64(), 15u);
+  EXPECT_EQ((*entry)["rings"].items[0]["lag"].u64(), 0u);
+
+  // The ring's records were handed back: dump says so and prints none of
+  // them; the error area is not the consumer's to empty, so the error shows.
+  const RunResult r = run_cli({"dump", pid_text(p), "--format", "jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto values = json::parse_lines(r.out);
+  ASSERT_EQ(values.size(), 2u) << r.out;
+  EXPECT_EQ(values[0]["kind"].str(), "skipped");
+  EXPECT_EQ(values[0]["ring"].u64(), 0u);
+  EXPECT_EQ(values[0]["from"].u64(), 0u);
+  EXPECT_EQ(values[0]["count"].u64(), 15u);
+  EXPECT_EQ(summary(values[1]), "error DumpError first");
+
+  // A follower beside the consumer: the consumer still gets every record,
+  // exactly once; the follower prints the new record or says it was taken.
+  Child follow = Child::start({shmtrace_cli(), "dump", pid_text(p), "--follow", "--format", "jsonl", "--kind",
+                               "counter,skipped"},
+                              {});
+  ASSERT_TRUE(follow.wait_for_output("\"kind\":\"skipped\""));
+  ::kill(p.pid(), SIGUSR1);
+  ASSERT_TRUE(p.child.wait_for_output("more 0"));
+  auto second = drain_segment(consumer);
+  ASSERT_TRUE(second) << second.error().message;
+  ASSERT_EQ(second->records.size(), 1u);
+  EXPECT_EQ(second->records[0].kind, abi::RecordKind::kCounter);
+  EXPECT_EQ(text(consumer, second->records[0].name_id), "more");
+  auto ring = consumer.ring_info(0);
+  ASSERT_TRUE(ring);
+  EXPECT_EQ(ring->tail, 16u);
+  // Poll until the follower has accounted for position 15 one way or the other.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  RunResult followed;
+  for (bool done = false; !done;) {
+    done = follow.wait_for_output("\"position\":15,", 50) || follow.wait_for_output("\"from\":15,", 50) ||
+           std::chrono::steady_clock::now() > deadline;
+  }
+  ::kill(follow.pid(), SIGINT);
+  followed = follow.wait();
+  EXPECT_EQ(followed.exit_code, 0) << followed.err;
+  const auto seen = json::parse_lines(followed.out);
+  ASSERT_EQ(seen.size(), 2u) << followed.out;  // the first skipped line, then position 15 either way
+  EXPECT_EQ(seen[0]["kind"].str(), "skipped");
+  if (seen[1]["kind"].str() == "skipped") {
+    EXPECT_EQ(seen[1]["from"].u64(), 15u);
+    EXPECT_EQ(seen[1]["count"].u64(), 1u);
+  } else {
+    EXPECT_EQ(summary(seen[1]), "counter more 0");
+    EXPECT_EQ(seen[1]["position"].u64(), 15u);
+  }
+}
+
 // A file in /dev/shm under a segment's name (pid 3999999999, which no
 // process has), removed at scope exit.
 struct PlantedFile {
