@@ -362,6 +362,27 @@ TEST(DumpTest, BesideAConsumerShowsItAndSkipsWhatItTookWithoutDisturbingIt) {
   }
 }
 
+TEST(DumpTest, PidOfAnExecChainShowsTheNewestSegmentAndSaysSo) {
+  LiveProducer p = start_st_dump({"exec-records"});
+  auto listed_pid = reader::list_segments(static_cast<std::uint32_t>(p.pid()));
+  ASSERT_TRUE(listed_pid);
+  ASSERT_EQ(listed_pid->size(), 2u);
+  SegmentGuard first((*listed_pid)[0].name);
+  SegmentGuard second((*listed_pid)[1].name);
+  const RunResult r = run_cli({"dump", pid_text(p), "--format", "jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(summaries(json::parse_lines(r.out)), expected_records());
+  ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("has 2 segments"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find((*listed_pid)[0].name), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find((*listed_pid)[1].name), std::string::npos) << r.err;
+  // The older image's segment, by name: its one counter.
+  const std::string older = r.err.substr(r.err.rfind(' ') + 1, r.err.size() - r.err.rfind(' ') - 2);
+  const RunResult old_image = run_cli({"dump", older, "--format", "jsonl", "--kind", "counter"});
+  ASSERT_EQ(old_image.exit_code, 0) << old_image.err;
+  EXPECT_EQ(summaries(json::parse_lines(old_image.out)), std::vector<std::string>{"counter before-exec 1"});
+}
+
 // A file in /dev/shm under a segment's name (pid 3999999999, which no
 // process has), removed at scope exit.
 struct PlantedFile {

@@ -10,6 +10,9 @@
 //     Then error ("DumpError", "first"). Prints "ready <segment>", then
 //     waits: each SIGUSR1 writes counter "more" = 0, 1, ... (one per
 //     signal) and prints "more <n>"; SIGTERM exits 0.
+//   st_dump exec-records
+//     Writes counter "before-exec" = 1, then execs itself as st_dump records
+//     (same pid, a second segment).
 //   st_dump calls <api> <code> <burst>
 //     <api> calls of span "work-a" (each busy-waits 200 us; every 4th ends
 //     with status ERR) and <code> calls of the function dump_traced_leaf
@@ -20,6 +23,7 @@
 //     "burst <n> done"; SIGTERM exits 0.
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -126,10 +130,22 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "records" && argc == 2) return records();
+  if (mode == "exec-records" && argc == 2) {
+    // One counter in this image, then the same pid becomes st_dump records:
+    // two segments of one pid (an exec chain).
+    shmtrace_counter_i64(SHMTRACE_NAME("before-exec"), 1);
+    // By its own path, not /proc/self/exe: the thread name stays "st_dump".
+    char self[4096] = {};
+    if (::readlink("/proc/self/exe", self, sizeof self - 1) <= 0) return 127;
+    char records_mode[] = "records";
+    char* args[] = {argv[0], records_mode, nullptr};
+    ::execv(self, args);
+    return 127;
+  }
   if (mode == "calls" && argc == 5) {
     return calls(std::strtoul(argv[2], nullptr, 10), std::strtoul(argv[3], nullptr, 10),
                  std::strtoul(argv[4], nullptr, 10));
   }
-  std::fprintf(stderr, "usage: st_dump records | calls <api> <code> <burst>\n");
+  std::fprintf(stderr, "usage: st_dump records | exec-records | calls <api> <code> <burst>\n");
   return 2;
 }
