@@ -238,6 +238,10 @@ TEST(DumpTest, KindAndRingFilter) {
   EXPECT_EQ(kinds({"--kind", "counter"}), (std::vector<std::string>{"counter count 0", "counter count 1",
                                                                      "counter count 2", "counter count 3",
                                                                      "counter count 4"}));
+  // --kind before the target takes one value, not the target too.
+  const RunResult before = run_cli({"dump", "--kind", "event", pid_text(p), "--format", "jsonl"});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(summaries(json::parse_lines(before.out)), std::vector<std::string>{"event note hello"});
   EXPECT_EQ(kinds({"--kind", "event,span_end"}), (std::vector<std::string>{"event note hello", "span_end alpha err"}));
   EXPECT_EQ(kinds({"--kind", "error"}), (std::vector<std::string>{"error DumpError first"}));
   EXPECT_EQ(kinds({"--kind", "arg", "--kind", "span_begin"}),

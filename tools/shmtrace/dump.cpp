@@ -41,7 +41,8 @@ Command add_dump(CLI::App& app) {
   sub->add_option("--kind", args->kinds,
                   "only records of this kind (span_begin, span_end, event, counter, arg, drop_marker, "
                   "thread_start, thread_end, process_start, fork, exec, exit, error); repeat or comma-separate")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false);  // one value per --kind: `--kind counter PID` leaves PID the target
   sub->add_option("--session", args->session, "list only this session's segments");
   sub->add_flag("--follow,-f", args->follow,
                 "print new records as they arrive, until the segment disappears or SIGINT");
