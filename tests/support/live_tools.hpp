@@ -33,13 +33,35 @@ inline RunResult run_cli(const std::vector<std::string>& args) {
 struct LiveProducer {
   Child child;
   std::string segment;
+  std::string session;
   pid_t pid() const { return child.pid(); }
 };
 
-inline LiveProducer start_st_dump(const std::vector<std::string>& args, const std::vector<EnvChange>& env = {}) {
+// A session id of its own for each producer a test starts: the tests of one
+// build run in parallel, and other tests plant broken segments in /dev/shm;
+// listing one session sees only this test's segments.
+inline std::string unique_session() {
+  static int counter = 0;
+  return "live" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+// st_dump with `args`, in a session of its own unless `env` sets or erases
+// SHMTRACE_SESSION.
+inline LiveProducer start_st_dump(const std::vector<std::string>& args, std::vector<EnvChange> env = {}) {
   std::vector<std::string> argv{program_path("st_dump")};
   argv.insert(argv.end(), args.begin(), args.end());
-  LiveProducer p{Child::start(argv, env), {}};
+  std::string session;
+  bool named = false;
+  for (const EnvChange& e : env) {
+    if (e.name != "SHMTRACE_SESSION") continue;
+    named = true;
+    session = e.erase ? "" : e.value;
+  }
+  if (!named) {
+    session = unique_session();
+    env.push_back({"SHMTRACE_SESSION", session});
+  }
+  LiveProducer p{Child::start(argv, env), {}, session};
   if (!p.child.wait_for_output("ready", 10000)) throw std::runtime_error("st_dump never got ready");
   p.segment = find_segment(p.child.pid());
   if (p.segment.empty()) throw std::runtime_error("st_dump has no segment");
