@@ -140,7 +140,9 @@ Result<OverflowPeek> Segment::peek_overflow(std::uint64_t from, std::size_t max_
   auto fail = [&](std::uint64_t p, const std::string& what) {
     return std::unexpected(Error{impl.where() + "overflow position " + std::to_string(p) + ": " + what});
   };
-  while (taken < max_records) {
+  // Bounded: each round takes a group or moves past freed slots, and a
+  // hostile dequeue_pos that keeps moving must not keep us here.
+  for (std::uint64_t round = 0; taken < max_records && round <= capacity; ++round) {
     // Never more than one lap past the consumer: those slots cannot hold
     // records of this lap.
     const std::uint64_t floor = std::max(dequeue, abi::atomic_load(control.dequeue_pos, std::memory_order_acquire));
