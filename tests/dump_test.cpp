@@ -256,6 +256,25 @@ TEST(DumpTest, KindAndRingFilter) {
   EXPECT_EQ(kinds({"--ring", "1"}), std::vector<std::string>{});
 }
 
+TEST(DumpTest, InstrumentedFunctionsAreNamedThroughTheModuleMap) {
+  // No API spans, two calls of dump_traced_leaf through the instrumentation hooks.
+  LiveProducer p = start_st_dump({"calls", "0", "2", "0"});
+  SegmentGuard guard(p.segment);
+  const RunResult r = run_cli({"dump", pid_text(p), "--kind", "span_begin,span_end", "--format", "jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto values = json::parse_lines(r.out);
+  ASSERT_EQ(values.size(), 4u) << r.out;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(values[i]["kind"].str(), i % 2 == 0 ? "span_begin" : "span_end") << r.out;
+    if (i % 2 == 0) {
+      EXPECT_EQ(values[i]["function"].str(), "dump_traced_leaf") << r.out;
+      EXPECT_NE(values[i]["code"].u64(), 0u);
+      EXPECT_EQ(values[i]["span_id"].u64(), values[i + 1]["span_id"].u64());
+    }
+  }
+  EXPECT_EQ(values[0]["code"].u64(), values[2]["code"].u64());
+}
+
 TEST(DumpTest, FollowPrintsRecordsWrittenAfterItStarted) {
   LiveProducer p = start_st_dump({"records"});
   SegmentGuard guard(p.segment);
