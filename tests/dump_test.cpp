@@ -461,6 +461,7 @@ TEST(DumpTest, CorruptSegmentsGiveOneLineAndExitOne) {
     ::shm_unlink(("/" + p.segment).c_str());
   }
   expect_one_line_naming(run_cli({"dump", "3999999998"}), "3999999998");  // no segment at all
+  expect_one_line_naming(run_cli({"dump", "9999999999"}), "9999999999");  // no pid at all
 }
 
 TEST(DumpTest, NeverChangesTheSegment) {

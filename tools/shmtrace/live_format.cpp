@@ -273,7 +273,11 @@ bool all_digits(std::string_view s) {
 
 reader::Result<Picked> pick_segment(const std::string& what) {
   if (all_digits(what)) {
-    const auto pid = static_cast<std::uint32_t>(std::stoull(what));
+    std::uint32_t pid = 0;
+    const auto [end, ec] = std::from_chars(what.data(), what.data() + what.size(), pid);
+    if (ec != std::errc{} || end != what.data() + what.size()) {
+      return std::unexpected(reader::Error{"pid " + what + ": out of range"});
+    }
     auto listed = reader::list_segments(pid);
     if (!listed) return std::unexpected(listed.error());
     if (listed->empty()) return std::unexpected(reader::Error{"pid " + what + ": no segment in /dev/shm"});
