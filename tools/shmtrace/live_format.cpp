@@ -323,8 +323,12 @@ reader::Result<Attached> attach_all(std::optional<std::uint32_t> pid, const std:
   auto listed = reader::list_segments(pid);
   if (!listed) return std::unexpected(listed.error());
   Attached out;
+  const auto me = static_cast<std::uint32_t>(::geteuid());
   for (const reader::SegmentListing& l : *listed) {
     if (session && l.session != *session) continue;
+    // Another user's segment is not ours to read (root reads them all):
+    // left out, not reported as broken.
+    if (me != 0 && l.owner_uid != me) continue;
     auto segment = attach_read_only(l);
     if (!segment) {
       // A segment still being created is no fault; one gone meanwhile neither.

@@ -133,9 +133,11 @@ class Watch {
       complain("/dev/shm", listed.error().message);
       return;
     }
+    const auto me = static_cast<std::uint32_t>(::geteuid());
     for (const reader::SegmentListing& l : *listed) {
       if (session_ && l.session != *session_) continue;
       if (segments_.contains(l.name)) continue;
+      if (me != 0 && l.owner_uid != me) continue;  // another user's (root reads them all)
       auto segment = live::attach_read_only(l);
       if (!segment) {
         const std::string& m = segment.error().message;
