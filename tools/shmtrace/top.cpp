@@ -195,6 +195,10 @@ std::vector<Row> rows_of(const Snapshot& before, const Snapshot& now) {
     const SlotSnap& prev = old == before.slots.end() ? empty : old->second;
     row.calls += slot.calls - std::min(slot.calls, prev.calls);
     row.errors += slot.errors - std::min(slot.errors, prev.errors);
+    // The interval's durations: what each bucket gained. That includes a
+    // call begun before the interval, and a thread's last duration, which
+    // the runtime records at the thread's next end: a row with no calls in
+    // the interval may still have percentiles.
     std::size_t p = 0;
     for (const reader::HistogramBucket& b : slot.histogram) {
       while (p < prev.histogram.size() && prev.histogram[p].index < b.index) ++p;
