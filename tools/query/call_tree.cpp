@@ -138,12 +138,32 @@ Result<std::vector<ThreadTree>> call_tree(sqlite3* db, const Filter& f) {
       auto row = gaps->step();
       if (!row) return std::unexpected("call tree: " + row.error());
       if (!*row) break;
-      auto t = by_tid.find(gaps->integer(0));
-      const std::int64_t ts = gaps->integer(1);
-      if (t == by_tid.end() || (f.since_ns != 0 && ts < f.since_ns) || (f.until_ns != 0 && ts >= f.until_ns)) continue;
+      const std::int64_t tid = gaps->integer(0), ts = gaps->integer(1);
+      if ((f.since_ns != 0 && ts < f.since_ns) || (f.until_ns != 0 && ts >= f.until_ns)) continue;
+      if (!f.tids.empty() && std::find(f.tids.begin(), f.tids.end(), tid) == f.tids.end()) continue;
+      auto t = by_tid.find(tid);
+      if (t == by_tid.end()) {
+        // Drops of a thread with no stored span, or of no known thread (tid
+        // 0: drops no marker placed, counted at the process's end): a tree
+        // of their own.
+        ThreadTree lone;
+        lone.process_key = key;
+        lone.pid = out[indexes.front()].pid;
+        lone.tid = tid;
+        lone.exe = out[indexes.front()].exe;
+        t = by_tid.emplace(tid, out.size()).first;
+        out.push_back(std::move(lone));
+      }
       out[t->second].gaps.push_back(TreeGap{ts, gaps->integer(2)});
     }
   }
+  // Each process's trees together, threads by tid.
+  std::map<std::int64_t, std::size_t> process_order;
+  for (const ThreadTree& t : out) process_order.emplace(t.process_key, process_order.size());
+  std::stable_sort(out.begin(), out.end(), [&](const ThreadTree& a, const ThreadTree& b) {
+    const std::size_t pa = process_order[a.process_key], pb = process_order[b.process_key];
+    return pa != pb ? pa < pb : a.tid < b.tid;
+  });
   return out;
 }
 
@@ -153,7 +173,7 @@ std::string render_replay(const std::vector<ThreadTree>& threads, const ReplayOp
   for (const ThreadTree& t : threads) {
     char tid[32];
     std::snprintf(tid, sizeof tid, " [%6lld] | ", static_cast<long long>(t.tid));
-    const std::string blank(10, ' ');
+    const std::string blank(11, ' ');
     // The open calls: index into t.spans, end time, whether shown.
     struct Open {
       std::size_t span;
@@ -191,7 +211,7 @@ std::string render_replay(const std::vector<ThreadTree>& threads, const ReplayOp
       if (!o.shown) return;
       const TreeSpan& s = t.spans[o.span];
       const std::size_t d = shown_depth();
-      const std::string dur = s.duration_ns ? replay_duration(*s.duration_ns) : blank;
+      const std::string dur = s.duration_ns ? " " + replay_duration(*s.duration_ns) : blank;
       auto p = std::find(pending.begin(), pending.end(), stack.size());
       if (p != pending.end()) {
         pending.erase(p);
@@ -211,7 +231,8 @@ std::string render_replay(const std::vector<ThreadTree>& threads, const ReplayOp
         close_until(t.gaps[gap].ts_ns);
         flush_opening();
         out += blank + tid + indent(shown_depth()) + "/* " + std::to_string(t.gaps[gap].dropped) +
-               " records dropped here */\n";
+               (t.tid == 0 ? " records of process " + std::to_string(t.pid) + " dropped (thread unknown) */\n"
+                           : std::string(" records dropped here */\n"));
         ++gap;
       }
       if (i == t.spans.size()) break;

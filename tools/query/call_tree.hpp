@@ -3,14 +3,16 @@
 // its ring dropped records, rendered as `uftrace replay` does:
 //
 //   # DURATION     TID     FUNCTION
-//               [  4242] | main() {
-//      1.250 us [  4242] |   parse(path=/etc/x) = 3;
-//               [  4242] |   /* 120 records dropped here */
-//     14.000 us [  4242] | } /* main */
+//              [  4242] | main() {
+//     1.250 us [  4242] |   parse(path=/etc/x) = 3;
+//              [  4242] |   /* 120 records dropped here */
+//    14.000 us [  4242] | } /* main */
 //
 // One thread after another (processes by start, threads by tid), so each
 // tree reads whole; a call still open when its process ended shows
-// "/* unfinished */" and no duration.
+// "/* unfinished */" and no duration. Drops the drain could not place in a
+// thread (gap rows with tid 0) show as a thread 0 of their process:
+//   "/* 5741 records of process 4242 dropped (thread unknown) */".
 #ifndef SHMTRACE_TOOLS_QUERY_CALL_TREE_HPP
 #define SHMTRACE_TOOLS_QUERY_CALL_TREE_HPP
 
@@ -61,7 +63,8 @@ struct ReplayOptions {
 // uftrace's layout: a header line, then per call "DURATION [TID] | indent".
 std::string render_replay(const std::vector<ThreadTree>& threads, const ReplayOptions& options);
 
-// uftrace's duration column: "%7.3f us" (ns, us, ms or s), 10 characters.
+// uftrace's duration: "%7.3f us" (us, ms or s), 10 characters; a line starts
+// with a space, this, and " [TID] | ".
 std::string replay_duration(std::int64_t ns);
 
 }  // namespace shmtrace::query

@@ -107,23 +107,20 @@ std::string render_text(const Table& t, int width) {
     }
     cells.push_back(std::move(line));
   }
-  // Two spaces between columns; shrink the widest text column until it fits
-  // (never below its title or 8 cells).
+  // Two spaces between columns; text columns are cut from the last one
+  // leftwards (commands, paths and frames before names), each down to its
+  // title or 12 cells.
   auto total = [&] {
     std::size_t s = n == 0 ? 0 : 2 * (n - 1);
     for (std::size_t x : w) s += x;
     return s;
   };
   const std::size_t limit = static_cast<std::size_t>(std::max(width, 20));
-  while (total() > limit) {
-    std::size_t widest = n;
-    for (std::size_t c = 0; c < n; ++c) {
-      const std::size_t floor = std::max<std::size_t>(8, t.columns[c].name.size());
-      if (!right_aligned(t.columns[c].kind) && w[c] > floor && (widest == n || w[c] > w[widest])) widest = c;
-    }
-    if (widest == n) break;
-    const std::size_t floor = std::max<std::size_t>(8, t.columns[widest].name.size());
-    w[widest] = std::max(floor, w[widest] - std::min(w[widest] - floor, total() - limit));
+  for (std::size_t c = n; c-- > 0 && total() > limit;) {
+    if (right_aligned(t.columns[c].kind)) continue;
+    const std::size_t floor = std::max<std::size_t>(12, t.columns[c].name.size());
+    if (w[c] <= floor) continue;
+    w[c] -= std::min(w[c] - floor, total() - limit);
   }
   auto line_of = [&](const std::vector<std::string>& fields) {
     std::string out;

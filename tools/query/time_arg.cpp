@@ -23,6 +23,7 @@ std::expected<std::int64_t, std::string> parse_duration(std::string_view text) {
   else if (unit == "ms") scale = 1e6;
   else if (unit == "s") scale = 1e9;
   else if (unit == "m") scale = 60e9;
+  else if (unit == "h") scale = 3600e9;
   if (scale == 0 || !std::isfinite(v) || v < 0 || v * scale > 9.2e18 || s[0] == '+' || s[0] == '-' ||
       s.find_first_of(" \t") != std::string::npos) {
     return std::unexpected("'" + s + "' is not a duration (e.g. 250ns, 10us, 1.5ms, 2s)");

@@ -1,5 +1,5 @@
 // The times and durations the reading commands accept on their command line.
-//   durations: a number and a unit: 250ns, 10us, 1.5ms, 2s, 1m (a bare number is ns)
+//   durations: a number and a unit: 250ns, 10us, 1.5ms, 2s, 1m, 1h (a bare number is ns)
 //   times (--since, --until):
 //     2026-12-08T10:00:00[.fraction][Z]  an absolute time, UTC
 //     +2s, +1.5ms ...                    relative to the trace's start
