@@ -110,7 +110,6 @@ struct ProcessDrops {
   std::int64_t process_key = 0, pid = 0;
   std::string exe;
   std::int64_t records_dropped = 0;  // the producer's own count (processes.records_dropped)
-  std::int64_t spans_stored = 0;
 };
 struct Drops {
   std::vector<ProcessDrops> processes;  // every process with drops

@@ -95,8 +95,8 @@ Table slowest_table(const std::vector<SpanEntry>& rows) {
 
 Table drops_processes_table(const Drops& d) {
   Table t;
-  t.columns = {{"pid", K::kNumber}, {"program", K::kText}, {"records_dropped", K::kNumber}, {"spans_stored", K::kNumber}};
-  for (const ProcessDrops& p : d.processes) t.rows.push_back({p.pid, p.exe, p.records_dropped, p.spans_stored});
+  t.columns = {{"pid", K::kNumber}, {"program", K::kText}, {"records_dropped", K::kNumber}};
+  for (const ProcessDrops& p : d.processes) t.rows.push_back({p.pid, p.exe, p.records_dropped});
   return t;
 }
 

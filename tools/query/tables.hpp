@@ -20,7 +20,7 @@ Table processes_table(const std::vector<ProcessNode>& rows, Format format);
 Table errors_table(const std::vector<ErrorEntry>& rows);
 // duration_ns, pid, tid, name, start_ns, span_path
 Table slowest_table(const std::vector<SpanEntry>& rows);
-// Per process (pid, program, records_dropped, spans_stored) and per thread
+// Per process (pid, program, records_dropped) and per thread
 // (pid, tid, program, gaps, dropped, first_ns, last_ns).
 Table drops_processes_table(const Drops& d);
 Table drops_threads_table(const Drops& d);

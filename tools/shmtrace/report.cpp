@@ -50,6 +50,7 @@ struct Printer {
   }
   void table(const query::Table& t) {
     if (format == query::Format::kJson) out += query::render_json(t);
+    else if (format == query::Format::kText && t.rows.empty()) out += "(none)\n";
     else out += query::render(t, format, width);
   }
   void finish() {
@@ -120,8 +121,14 @@ int run_report(const ReportOptions& o) {
       p.table(query::drops_threads_table(*d));
     } else {
       p.out += d->meaning + "\n";
-      if (!d->processes.empty()) p.table(query::drops_processes_table(*d));
-      if (!d->threads.empty()) p.table(query::drops_threads_table(*d));
+      if (!d->processes.empty()) {
+        p.out += "\nper process (the producers' own counts):\n";
+        p.table(query::drops_processes_table(*d));
+      }
+      if (!d->threads.empty()) {
+        p.out += "\nper thread (gap markers; tid 0: not placed in a thread):\n";
+        p.table(query::drops_threads_table(*d));
+      }
     }
   }
   p.finish();

@@ -127,8 +127,15 @@ int run_shell(const SqlOptions& o, sqlite3* db) {
   return say("sql", "cannot run the sqlite3 shell (Debian package sqlite3): " + std::string(std::strerror(errno))), 1;
 }
 
-int run_sql(const SqlOptions& o) {
+int run_sql(SqlOptions o) {
   if (o.csv && o.json) return say("sql", "--csv and --json exclude each other"), 2;
+  // `shmtrace sql "SELECT ..."`: one argument that is no file but has a
+  // space is the query, on the default database.
+  std::error_code ec;
+  if (o.query.empty() && o.db.find(' ') != std::string::npos && !std::filesystem::exists(o.db, ec)) {
+    o.query = o.db;
+    o.db = kDefaultDatabase;
+  }
   auto db = query::open_database(o.db);
   if (!db) return say("sql", db.error()), 1;
   return o.query.empty() ? run_shell(o, db->handle()) : run_query(o, db->handle());
