@@ -25,6 +25,7 @@ packages=(
   libdw-dev           # drain/symbols: libdwfl, code addresses to function names
   libelf-dev
   libcli11-dev        # shmtrace-drain's command line
+  nlohmann-json3-dev  # the reading commands' tests parse `--format json` back
   libre2-dev          # the drain's redaction patterns (SPEC §6)
   libtomlplusplus-dev # the drain's configuration and alert rules
   libcpp-httplib-dev  # the drain's Prometheus endpoint
@@ -35,8 +36,7 @@ packages=(
   ca-certificates
 )
 # Coming with the drain and tools (names checked with apt-cache policy on
-# Debian 12); add each here when the build first needs it:
-#   nlohmann-json3-dev
+# Debian 12); add each here when the build first needs it.
 
 mode=all
 case "${1:-}" in
