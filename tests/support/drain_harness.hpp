@@ -185,31 +185,6 @@ inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", 
   return {};
 }
 
-// Removes /dev/shm/shmtrace.<pid>.* objects of pids no longer alive (left by
-// earlier runs), so a drain sees only this test's segments. The count removed.
-inline int remove_stale_segments() {
-  int removed = 0;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("shmtrace.", 0) != 0) continue;
-    const std::string rest = name.substr(9);
-    const auto dot = rest.find('.');
-    if (dot == std::string::npos || dot == 0) continue;
-    long pid = 0;
-    try {
-      pid = std::stol(rest.substr(0, dot));
-    } catch (...) {
-      continue;
-    }
-    if (pid > 0 && pid < (1L << 31) && !pid_alive(static_cast<pid_t>(pid))) {
-      std::filesystem::remove(entry.path(), ec);
-      ++removed;
-    }
-  }
-  return removed;
-}
-
 // One GET over a plain socket (HTTP/1.0, connection closed by the server);
 // the body when the status is 200, nullopt otherwise.
 inline std::optional<std::string> http_get(int port, const std::string& path) {
