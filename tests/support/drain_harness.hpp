@@ -152,6 +152,9 @@ class ChildReport {
 // "" when done, else what failed, with errno's text.
 inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", bool private_tmp = false) {
   const auto failed = [](const std::string& what) { return what + ": " + std::strerror(errno); };
+  // Alone in its /dev/shm, the caller runs drains of no session: what it
+  // starts must be of no session too, whatever the environment said.
+  ::unsetenv("SHMTRACE_SESSION");
   if (::unshare(CLONE_NEWNS) != 0) return failed("unshare(CLONE_NEWNS) (this test needs root: CAP_SYS_ADMIN)");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return failed("making / private");
   if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_options) != 0) {
