@@ -1,8 +1,9 @@
 // shmtrace-drain: moves the segments on the machine into SQLite, exactly
 // once: with --session ID only the segments of that session (processes run
-// with SHMTRACE_SESSION=ID), without it only the segments of no session. The loop itself is drain/service/drain_service.hpp; this
-// file is the command line (CLI11), the optional configuration file (the
-// same options as TOML keys: retention = "6h"), and the signals: SIGTERM and
+// with SHMTRACE_SESSION=ID), without it only the segments of no session.
+// The loop itself is drain/service/drain_service.hpp; this file is the
+// command line (CLI11), the optional configuration file (the same options as
+// TOML keys: retention = "6h", session = "ID"), and the signals: SIGTERM and
 // SIGINT store everything pending and exit 0.
 //
 // Exit status: 0 on a clean stop, 1 when the drain cannot start or the

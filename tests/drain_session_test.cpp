@@ -47,14 +47,16 @@ std::vector<EnvChange> session_env(const std::string& session) {
 // error chunks: its errors span several chunk objects of its session).
 void produce(Group& g) {
   for (int i = 0; i < 2; ++i) {
-    const RunResult r = run({program_path("st_producer"), "sequence", std::to_string(kThreads), std::to_string(g.counters)},
+    const RunResult r = run({program_path("st_producer"), "sequence", std::to_string(kThreads),
+                             std::to_string(g.counters)},
                             session_env(g.session));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     g.pids.push_back(r.pid);
   }
   std::vector<EnvChange> env = session_env(g.session);
   env.push_back({"SHMTRACE_ERROR_CHUNK_BYTES", "65536"});
-  const RunResult e = run({program_path("st_producer"), "errors", std::to_string(kThreads), std::to_string(g.errors)}, env);
+  const RunResult e =
+      run({program_path("st_producer"), "errors", std::to_string(kThreads), std::to_string(g.errors)}, env);
   ASSERT_EQ(e.exit_code, 0) << e.err;
   g.pids.push_back(e.pid);
 }
@@ -97,7 +99,8 @@ void expect_exactly(const std::string& path, const Group& g) {
   EXPECT_EQ(d.text("SELECT group_concat(pid, ',') FROM (SELECT pid FROM processes ORDER BY pid)"), pid_list(g.pids));
   EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE session = '" + g.session + "'"),
             static_cast<std::int64_t>(g.pids.size()));
-  EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE state = 'exited'"), static_cast<std::int64_t>(g.pids.size()));
+  EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE state = 'exited'"),
+            static_cast<std::int64_t>(g.pids.size()));
   for (std::size_t i = 0; i < 2; ++i) expect_exact_counters(d, g.pids[i], kThreads, g.counters);
   EXPECT_EQ(d.number("SELECT count(*) FROM span_data WHERE kind = 'counter'"), 2 * kThreads * g.counters);
   EXPECT_EQ(d.number("SELECT count(*) FROM errors e JOIN processes p USING (process_key) WHERE p.pid = " +
@@ -126,7 +129,8 @@ TEST(DrainSession, ThreeDrainsOnOneMachineEachStoreExactlyTheirOwnRuns) {
   // The drains see no SHMTRACE_SESSION: only the option chooses.
   const pid_t drain_a = h::spawn({SHMTRACE_DRAIN_PATH, "--db", db_a.path, "--session", a.session, "--rescan", "100ms"},
                                  log_a);
-  const pid_t drain_b = h::spawn({SHMTRACE_DRAIN_PATH, "--db", db_b.path, "--config", config, "--rescan", "100ms"}, log_b);
+  const pid_t drain_b =
+      h::spawn({SHMTRACE_DRAIN_PATH, "--db", db_b.path, "--config", config, "--rescan", "100ms"}, log_b);
   const pid_t drain_none = h::spawn({SHMTRACE_DRAIN_PATH, "--db", db_none.path, "--rescan", "100ms"}, log_none);
   ASSERT_GT(drain_a, 0);
   ASSERT_GT(drain_b, 0);

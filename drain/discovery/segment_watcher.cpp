@@ -41,18 +41,26 @@ void sort_by_name(std::vector<SegmentCandidate>& list) {
 
 }  // namespace
 
-std::optional<std::uint32_t> segment_name_pid(std::string_view name) {
+namespace {
+
+// A segment object's name, parsed; nullopt for error chunks, spill files and
+// anything out of the standard forms.
+std::optional<reader::detail::ParsedName> parse_segment_object(std::string_view name) {
   if (!name.starts_with(abi::kSegmentNamePrefix)) return std::nullopt;
   if (name.find(abi::kErrorChunkInfix) != std::string_view::npos) return std::nullopt;
-  const auto parsed = reader::detail::parse_segment_name(name);
+  return reader::detail::parse_segment_name(name);
+}
+
+}  // namespace
+
+std::optional<std::uint32_t> segment_name_pid(std::string_view name) {
+  const auto parsed = parse_segment_object(name);
   if (!parsed) return std::nullopt;
   return parsed->pid;
 }
 
 std::optional<std::uint32_t> segment_name_pid(std::string_view name, std::string_view session) {
-  if (!name.starts_with(abi::kSegmentNamePrefix)) return std::nullopt;
-  if (name.find(abi::kErrorChunkInfix) != std::string_view::npos) return std::nullopt;
-  const auto parsed = reader::detail::parse_segment_name(name);
+  const auto parsed = parse_segment_object(name);
   if (!parsed || parsed->session != session) return std::nullopt;
   return parsed->pid;
 }

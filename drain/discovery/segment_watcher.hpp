@@ -14,7 +14,8 @@
 // session, "shmtrace.<pid>.<16 hex digits>" (no session) for one given none,
 // so runs on one machine never see each other's segments. Error chunks,
 // spill files, other sessions' segments and everything else in the
-// directory are ignored (never reported, not even as refused). A name is looked at with fstatat(AT_SYMLINK_NOFOLLOW): symlinks,
+// directory are ignored (never reported, not even as refused). A name is
+// looked at with fstatat(AT_SYMLINK_NOFOLLOW): symlinks,
 // directories, FIFOs and other non-regular files are never reported. A
 // regular file whose owner is not a permitted uid is *refused*: reported
 // once, separately, so the drain can log and count it, and never attached.
