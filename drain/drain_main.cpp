@@ -1,7 +1,9 @@
-// shmtrace-drain: moves every segment on the machine into SQLite, exactly
-// once (SPEC §4). The loop itself is drain/service/drain_service.hpp; this
-// file is the command line (CLI11), the optional configuration file (the
-// same options as TOML keys: retention = "6h"), and the signals: SIGTERM and
+// shmtrace-drain: moves the segments on the machine into SQLite, exactly
+// once: with --session ID only the segments of that session (processes run
+// with SHMTRACE_SESSION=ID), without it only the segments of no session.
+// The loop itself is drain/service/drain_service.hpp; this file is the
+// command line (CLI11), the optional configuration file (the same options as
+// TOML keys: retention = "6h", session = "ID"), and the signals: SIGTERM and
 // SIGINT store everything pending and exit 0.
 //
 // Exit status: 0 on a clean stop, 1 when the drain cannot start or the
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "reader/reader.hpp"
+#include "shmtrace/abi.hpp"
 #include "service/drain_service.hpp"
 #include "store/query.hpp"
 
@@ -23,7 +26,17 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_stop(int) { g_stop.store(true, std::memory_order_relaxed); }
 
-void say(const std::string& line) { std::fprintf(stderr, "shmtrace-drain: %s\n", line.c_str()); }
+// "shmtrace-drain: ", or "shmtrace-drain (session ID): " once the command
+// line named one: drains of several runs may share a terminal or a log.
+std::string g_prefix = "shmtrace-drain: ";
+void say(const std::string& line) { std::fprintf(stderr, "%s%s\n", g_prefix.c_str(), line.c_str()); }
+
+// --session: what abi::session_id_valid accepts (it never holds a '.', so
+// the id cannot be confused with a pid in a segment name).
+std::string check_session(const std::string& id) {
+  if (shmtrace::abi::session_id_valid(id.data(), id.size())) return {};
+  return "session id '" + id + "' is not 1 to 32 letters, digits, '_' or '-' starting with a letter";
+}
 
 // A message that may quote bytes from a file (a configuration that is not
 // text): control and non-ASCII bytes become '?', and it stays one line.
@@ -91,6 +104,10 @@ int main(int argc, char** argv) {
   auto duration = CLI::Validator(parse_duration, "DURATION");
   app.add_option("-d,--db", o.database, "SQLite database file (created, or migrated to the current schema)")
       ->required();
+  app.add_option("--session", o.session,
+                 "take only the segments of this session (processes run with SHMTRACE_SESSION=ID); "
+                 "default: only segments of no session")
+      ->check(CLI::Validator(check_session, "ID"));
   app.add_flag("--once", o.once, "drain what is there now, finish every process that is gone, then exit");
   app.add_option("--uid", o.uids, "drain segments owned by these users (repeatable; default: our own)");
   app.add_option("--interval", idle_ms, "longest wait for new work when idle (default 2ms)")->transform(duration);
@@ -138,6 +155,7 @@ int main(int argc, char** argv) {
     say(printable(e.what()) + " (see --help)");
     return 2;
   }
+  if (!o.session.empty()) g_prefix = "shmtrace-drain (session " + o.session + "): ";
   if (retention_ms < 1000) {
     say("--retention must be at least 1s");
     return 2;

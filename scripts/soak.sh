@@ -19,6 +19,8 @@ if [[ "${SHMTRACE_SOAK_ISOLATED:-}" != 1 ]]; then
     "mount --make-rprivate / && mount -t tmpfs -o size=4g,mode=1777 tmpfs /dev/shm && exec bash '$0' '$seconds'"
 fi
 
+# The drain below takes only segments of no session: so must the producers be.
+unset SHMTRACE_SESSION
 build="$root/build"
 drain_bin="$build/drain/shmtrace-drain"
 producer="$build/tests/st_producer"

@@ -77,7 +77,9 @@ class AlertEvaluatorTest : public ::testing::Test {
   }
 
   void add_error(std::int64_t ts_ns, const std::string& kind) {
-    exec("INSERT INTO errors VALUES (1, " + std::to_string(next_sequence_++) + ", " + std::to_string(ts_ns) + ", '" +
+    // Columns named: later schema versions add columns of their own.
+    exec("INSERT INTO errors (process_key, sequence, ts_ns, kind, tid, span_id, trace_id, grp, span_name, type, "
+         "message, preview, signal, fault_address, frames) VALUES (1, " + std::to_string(next_sequence_++) + ", " + std::to_string(ts_ns) + ", '" +
          kind + "', 7, 0, '', 'g', 's', 'T', 'm', '', 0, 0, '')");
   }
 

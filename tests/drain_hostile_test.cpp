@@ -35,9 +35,11 @@ struct Hostile {
 
 std::string shm_path(const std::string& name) { return "/dev/shm/" + name; }
 
-std::string fake_name(std::uint32_t pid, std::uint64_t nonce) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "shmtrace.%u.%016llx", pid, static_cast<unsigned long long>(nonce));
+// A segment name of the test's session (its drain takes no other).
+std::string fake_name(const std::string& session, std::uint32_t pid, std::uint64_t nonce) {
+  char buffer[96];
+  std::snprintf(buffer, sizeof buffer, "shmtrace.%s.%u.%016llx", session.c_str(), pid,
+                static_cast<unsigned long long>(nonce));
   return buffer;
 }
 
@@ -68,6 +70,7 @@ bool object_present(const std::string& name) {
 }
 
 TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStoredExactly) {
+  const SessionScope session;  // its drains take only its producers' segments
   ASSERT_EQ(::geteuid(), 0u) << "this test needs root (it chowns an object to another uid); run it as root";
   constexpr long kPerThread = 3000;
   const TempDb db("hostile");
@@ -124,7 +127,7 @@ TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStored
     hh.spill_dir[0] = '\0';
     mutate(bytes, hh);
     std::memcpy(bytes.data(), &hh, sizeof hh);
-    const std::string name = fake_name(pid, nonce);
+    const std::string name = fake_name(session.id(), pid, nonce);
     guard.names.push_back(name);
     ASSERT_TRUE(write_object(name, bytes)) << name << ": " << std::strerror(errno);
     hostiles.push_back({label, name, pid, reason});
@@ -144,6 +147,13 @@ TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStored
                                                                  std::uint64_t{last_used} * hh.ring_stride);
              control->head = control->tail + 3ull * hh.ring_capacity;
            });
+  // Named as a segment of this session, but its header says another: not
+  // what its name claims, so not this drain's.
+  add_copy("header of another session", "header session 'otherrun' does not match the name",
+           [](auto&, abi::SegmentHeader& hh) {
+             std::memset(hh.session, 0, sizeof hh.session);
+             std::memcpy(hh.session, "otherrun", 8);
+           });
   add_copy("tail past head", "ring 0", [](std::vector<std::uint8_t>& bytes, abi::SegmentHeader& hh) {
     auto* control = reinterpret_cast<abi::RingControl*>(bytes.data() + hh.rings_offset);
     control->tail = control->head + 1;
@@ -151,7 +161,7 @@ TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStored
   // Truncated: shorter than the header.
   {
     const std::uint32_t pid = next_pid++;
-    const std::string name = fake_name(pid, 0x7777'0000'0000'0000ull + pid);
+    const std::string name = fake_name(session.id(), pid, 0x7777'0000'0000'0000ull + pid);
     guard.names.push_back(name);
     ASSERT_TRUE(write_object(name, std::vector<std::uint8_t>(original.begin(), original.begin() + 1000)));
     hostiles.push_back({"truncated", name, pid, "smaller than"});
@@ -161,11 +171,34 @@ TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStored
   ASSERT_EQ(::chown(shm_path(hostiles.back().name).c_str(), 12345, 12345), 0) << std::strerror(errno);
   // A symlink named like a segment, to the good one: never followed.
   const std::uint32_t link_pid = next_pid++;
-  const std::string link = fake_name(link_pid, header.nonce);
+  const std::string link = fake_name(session.id(), link_pid, header.nonce);
   guard.names.push_back(link);
   ASSERT_EQ(::symlink(shm_path(good).c_str(), shm_path(link).c_str()), 0) << std::strerror(errno);
 
-  const RunResult drained = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  // A valid segment of another session: this drain never looks at it.
+  const std::uint32_t other_pid = next_pid++;
+  const std::string other_session = session.id() + "other";  // unique on the machine too
+  const std::string other = fake_name(other_session, other_pid, 0x0707'0000'0000'0000ull + other_pid);
+  guard.names.push_back(other);
+  {
+    std::vector<std::uint8_t> bytes = original;
+    abi::SegmentHeader hh{};
+    std::memcpy(&hh, bytes.data(), sizeof hh);
+    hh.pid = other_pid;
+    hh.nonce = 0x0707'0000'0000'0000ull + other_pid;
+    hh.error_chunk_count = 0;
+    hh.errors_written = 0;
+    hh.errors_spilled = 0;
+    hh.spill_dir[0] = '\0';
+    std::memset(hh.session, 0, sizeof hh.session);
+    std::memcpy(hh.session, other_session.data(), other_session.size());
+    std::memcpy(bytes.data(), &hh, sizeof hh);
+    ASSERT_TRUE(write_object(other, bytes)) << other << ": " << std::strerror(errno);
+    auto readable = reader::Segment::attach(other, reader::Access::kReadOnly);
+    ASSERT_TRUE(readable) << "a valid segment, only of another session: " << readable.error().message;
+  }
+
+  const RunResult drained = run(session.drain({"--db", db.path, "--once"}));
   ASSERT_TRUE(drained.exit_code == 0) << "exit " << drained.exit_code << " signal " << drained.signal << "\n"
                                       << drained.err;
 
@@ -178,6 +211,9 @@ TEST(DrainHostile, BadSegmentsAreRefusedOnceEachLeftInPlaceAndTheGoodOneIsStored
   }
   EXPECT_EQ(h::lines_with(drained.err, link).size(), 0u) << "the symlink is never opened; stderr:\n" << drained.err;
   EXPECT_TRUE(object_present(link));
+  EXPECT_EQ(h::lines_with(drained.err, other).size(), 0u) << "another session's segment is not looked at:\n"
+                                                          << drained.err;
+  EXPECT_TRUE(object_present(other)) << "another session's segment is left to its own drain";
 
   Database d(db);
   ASSERT_EQ(d.error, "");

@@ -52,7 +52,7 @@ int run_promtool(const std::string& text, std::string& output) {
 }
 
 TEST(DrainMetrics, EndpointAndTableCountExactlyTheRecordsProducersWrote) {
-  h::remove_stale_segments();
+  const SessionScope session;  // its drain takes only its producers' segments
   const TempDb db("metrics");
   const std::string err_path = db.path + ".stderr";
   std::remove(err_path.c_str());
@@ -71,8 +71,7 @@ TEST(DrainMetrics, EndpointAndTableCountExactlyTheRecordsProducersWrote) {
   }
   ASSERT_GT(expected, 2u * (2500 + 7000)) << "counters plus text arguments and thread records";
 
-  const pid_t drain = h::spawn({SHMTRACE_DRAIN_PATH, "--db", db.path, "--metrics-port", "0", "--metrics-interval",
-                                "200ms"},
+  const pid_t drain = h::spawn(session.drain({"--db", db.path, "--metrics-port", "0", "--metrics-interval", "200ms"}),
                                err_path);
   ASSERT_GT(drain, 0);
   int port = -1;
@@ -105,6 +104,8 @@ TEST(DrainMetrics, EndpointAndTableCountExactlyTheRecordsProducersWrote) {
   const auto failures = h::metric_value(text, "shmtrace_drain_commit_failures_total");
   EXPECT_TRUE(!failures || *failures == 0.0) << text;
   EXPECT_EQ(h::http_get(port, "/nothing-here"), std::nullopt) << "only /metrics is served";
+  EXPECT_EQ(h::lines_with(text, "shmtrace_drain_info{").size(), 1u) << text;
+  EXPECT_EQ(h::lines_with(text, "shmtrace_drain_info{session=\"" + session.id() + "\"} 1").size(), 1u) << text;
 
   std::string promtool;
   EXPECT_EQ(run_promtool(text, promtool), 0) << promtool << "\n" << text;

@@ -23,9 +23,12 @@
 namespace shmtrace::test {
 namespace {
 
-RunResult drain_once(const std::string& db) { return run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"}); }
+RunResult drain_once(const SessionScope& session, const std::string& db) {
+  return run(session.drain({"--db", db, "--once"}));
+}
 
 TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("exact");
   std::vector<pid_t> pids;
   for (int i = 0; i < 3; ++i) {
@@ -33,7 +36,7 @@ TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     pids.push_back(r.pid);
   }
-  const RunResult drained = drain_once(db);
+  const RunResult drained = drain_once(session, db);
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
   EXPECT_EQ(drained.err, "");
   Database d(db);
@@ -53,6 +56,7 @@ TEST(DrainProcess, ProcessesAndThreadsLandExactlyOnceAndSegmentsAreRemoved) {
 }
 
 TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr long kCounters = 300000;
   const TempDb db("killed");
   // The producer waits for the drain (block policy) rather than dropping.
@@ -63,7 +67,7 @@ TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
   int kills = 0;
   constexpr int kKills = 20;
   for (int round = 0; round < kKills; ++round) {
-    Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+    Child drain = Child::start(session.drain({"--db", db.path}), {});
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 80));
     ::kill(drain.pid(), SIGKILL);  // anywhere: mid-batch, mid-commit, between commit and hand-back
     const RunResult killed = drain.wait();
@@ -71,14 +75,14 @@ TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
   }
   EXPECT_EQ(kills, kKills);
   // One last drain runs until the producer is done, then stops on SIGTERM.
-  Child last = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child last = Child::start(session.drain({"--db", db.path}), {});
   const RunResult produced = producer.wait();
   ASSERT_EQ(produced.exit_code, 0) << produced.err;
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(last.pid(), SIGTERM);
   const RunResult stopped = last.wait();
   EXPECT_EQ(stopped.exit_code, 0) << "SIGTERM: flush and exit 0; " << stopped.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   expect_exact_counters(d, produced.pid, 2, kCounters);
   EXPECT_EQ(find_segment(produced.pid, 0), "");
@@ -89,10 +93,11 @@ TEST(DrainProcess, KilledAndRestartedDrainStoresEveryRecordExactlyOnce) {
 // keeps its segment; a second drain on another database beside it takes
 // nothing, and every record lands in the first drain's database exactly once.
 TEST(DrainProcess, AStalledDrainKeepsItsSegmentAndNoRecordIsSplitBetweenDatabases) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr long kCounters = 100000;
   const TempDb first_db("stalled-first");
   const TempDb second_db("stalled-second");
-  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", first_db.path}, {});
+  Child first = Child::start(session.drain({"--db", first_db.path}), {});
   Child producer = Child::start({program_path("st_producer"), "sequence", "2", std::to_string(kCounters)},
                                 {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "1024"},
                                  {"SHMTRACE_OVERFLOW_RECORDS", "64"}, {"SHMTRACE_BLOCK_TIMEOUT_MS", "60000"}});
@@ -111,7 +116,7 @@ TEST(DrainProcess, AStalledDrainKeepsItsSegmentAndNoRecordIsSplitBetweenDatabase
   ASSERT_TRUE(harness::wait_until([&] { return segment->consumer_pid() == static_cast<std::uint32_t>(first.pid()); },
                                   std::chrono::seconds(10)));
   ::kill(first.pid(), SIGSTOP);
-  Child second = Child::start({SHMTRACE_DRAIN_PATH, "--db", second_db.path}, {});
+  Child second = Child::start(session.drain({"--db", second_db.path}), {});
   std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // past the 2 s an older drain waited
   EXPECT_EQ(segment->consumer_pid(), static_cast<std::uint32_t>(first.pid()));
   ::kill(first.pid(), SIGCONT);
@@ -135,9 +140,10 @@ TEST(DrainProcess, AStalledDrainKeepsItsSegmentAndNoRecordIsSplitBetweenDatabase
 // handed back: the drain says so and stops, what it read stays in shared
 // memory, and the next drain on the same path stores every record exactly.
 TEST(DrainProcess, ADatabaseDeletedUnderTheDrainIsNoticedAndNothingIsLost) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr long kCounters = 20000;
   const TempDb db("deleted");
-  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child first = Child::start(session.drain({"--db", db.path}), {});
   ASSERT_TRUE(harness::wait_until([&] { return harness::file_size(db.path + ".lock") >= 0; }, std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ::kill(first.pid(), SIGSTOP);
@@ -151,7 +157,7 @@ TEST(DrainProcess, ADatabaseDeletedUnderTheDrainIsNoticedAndNothingIsLost) {
   EXPECT_EQ(stopped.exit_code, 1);
   EXPECT_EQ(harness::lines_with(stopped.err, "was deleted or moved while the drain ran").size(), 1u) << stopped.err;
   EXPECT_NE(stopped.err.find("stays in shared memory"), std::string::npos) << stopped.err;
-  Child second = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child second = Child::start(session.drain({"--db", db.path}), {});
   const RunResult produced = producer.wait();
   ASSERT_EQ(produced.exit_code, 0) << produced.err;
   ASSERT_TRUE(harness::wait_until([&] { return find_segment(produced.pid, 0).empty(); }, std::chrono::seconds(20)));
@@ -180,6 +186,11 @@ TEST(DrainProcess, CommandLineErrorsAreOneLineAndExitTwo) {
       {SHMTRACE_DRAIN_PATH, "--db", db.path, "--partition", "10ms"},
       {SHMTRACE_DRAIN_PATH, "--db", db.path, "--interval", "soon"},
       {SHMTRACE_DRAIN_PATH, "--config", binary},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--session", "1run"},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--session", "run.1"},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--session", ""},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--session", std::string(33, 'a')},
+      {SHMTRACE_DRAIN_PATH, "--db", db.path, "--session", "a\x1b[31m"},
   };
   for (const auto& argv : bad) {
     const RunResult r = run(argv);
@@ -202,21 +213,24 @@ TEST(DrainProcess, CommandLineErrorsAreOneLineAndExitTwo) {
 }
 
 TEST(DrainProcess, ASecondDrainOnTheSameDatabaseIsRefused) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("second");
-  Child first = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child first = Child::start(session.drain({"--db", db.path}), {});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const RunResult second = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  const RunResult second = run(session.drain({"--db", db.path, "--once"}));
   EXPECT_EQ(second.exit_code, 1);
-  EXPECT_EQ(second.err, "shmtrace-drain: another shmtrace-drain is using " + db.path + " (lock " + db.path + ".lock)\n");
+  EXPECT_EQ(second.err, "shmtrace-drain (session " + session.id() + "): another shmtrace-drain is using " + db.path +
+                            " (lock " + db.path + ".lock)\n");
   ::kill(first.pid(), SIGTERM);
   EXPECT_EQ(first.wait().exit_code, 0);
 }
 
 TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("crash");
   const RunResult r = run({program_path("st_producer"), "crash", "segv", "700"}, without_sanitizer_signal_handlers());
   ASSERT_EQ(r.signal, SIGSEGV);
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   const std::string pid = std::to_string(r.pid);
   EXPECT_EQ(d.text("SELECT state FROM processes WHERE pid = " + pid), "crashed");
@@ -237,10 +251,11 @@ TEST(DrainProcess, ACrashedProducerIsStoredWithItsCrashAndUnfinishedSpan) {
 // -finstrument-functions names the runtime only knew by address ("@0x...")
 // are stored resolved, through the module map, after the workers exited.
 TEST(DrainProcess, InstrumentedFunctionsAreStoredByNameWithExactCounts) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("workload");
   const RunResult r = run({program_path("st_workload"), "--workers", "2", "--iterations", "60"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   const std::map<int, WorkloadWorker> workers = parse_workload_output(r.out);
   ASSERT_EQ(workers.size(), 2u) << r.out;

@@ -38,6 +38,7 @@ std::string sql_quoted(const std::string& text) {
 }
 
 TEST(DrainRedaction, NoSecretIsStoredAndInnocentValuesAreExact) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("redaction");
   // The runtime would mask api_key itself ("***"): name no such word there,
   // so the drain's redaction is what this test sees. Long values allowed.
@@ -48,7 +49,7 @@ TEST(DrainRedaction, NoSecretIsStoredAndInnocentValuesAreExact) {
   const std::string segment = find_segment(r.pid, 0);
   ASSERT_NE(segment, "");
   SegmentGuard guard(segment);
-  const RunResult drained = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  const RunResult drained = run(session.drain({"--db", db.path, "--once"}));
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
 
   Database d(db);

@@ -23,7 +23,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-RunResult drain_once(const std::string& db) { return run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"}); }
+RunResult drain_once(const SessionScope& session, const std::string& db) {
+  return run(session.drain({"--db", db, "--once"}));
+}
 
 std::vector<std::vector<std::string>> words_of(const std::string& out) {
   std::vector<std::vector<std::string>> lines;
@@ -82,11 +84,12 @@ std::map<std::pair<std::int64_t, std::string>, std::int64_t> stored_calls(const 
 }
 
 TEST(DrainStats, CountsExactWhileATinyRingDropsAlmostEverything) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("stats-tiny");
   const RunResult r = run({program_path("st_stats_threads"), "4", "3000"},
                           {{"SHMTRACE_RING_RECORDS", "64"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const RunResult drained = drain_once(db);
+  const RunResult drained = drain_once(session, db);
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
   Database d(db);
   ASSERT_EQ(d.error, "");
@@ -108,12 +111,13 @@ TEST(DrainStats, CountsExactWhileATinyRingDropsAlmostEverything) {
 // Sampling at 1 %: every call and every error counted; the errors
 // themselves all stored; the spans a few percent.
 TEST(DrainStats, CountsAndErrorsExactAtSampleRateOnePercent) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr int kRoots = 3000;
   const TempDb db("stats-sampled");
   const RunResult r = run({program_path("st_producer"), "sampling", std::to_string(kRoots)},
                           {{"SHMTRACE_SAMPLE_RATE", "0.01"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   const std::string of_pid = " JOIN processes p USING (process_key) WHERE p.pid = " + std::to_string(r.pid);
   EXPECT_EQ(d.number("SELECT sum(calls) FROM call_stats" + of_pid + " AND name = 'root'"), kRoots);
@@ -130,10 +134,11 @@ TEST(DrainStats, CountsAndErrorsExactAtSampleRateOnePercent) {
 // Percentiles from SQL (the shmtrace_quantile aggregate the drain library
 // registers), against what the program measured of its own busy-waits.
 TEST(DrainStats, PercentilesFromSqlMatchWhatTheProgramMeasured) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("stats-busy");
   const RunResult r = run({program_path("st_stats_api"), "busy", "200"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   int checked = 0;
   for (const auto& l : words_of(r.out)) {
@@ -169,13 +174,14 @@ TEST(DrainStats, PercentilesFromSqlMatchWhatTheProgramMeasured) {
 // every 10 ms), each time after it stored something, and restarted: every
 // call counted once.
 TEST(DrainStats, KilledAndRestartedDrainCountsEveryCallOnce) {
+  const SessionScope session;  // its drains take only its producers' segments
   const TempDb db("stats-killed");
   Child producer = Child::start({program_path("st_stats_threads"), "2", "1500000"}, {});
   std::mt19937 random(2026);
   std::int64_t rows_before = 0;
   int kills_with_progress = 0;
   for (int round = 0; round < 6; ++round) {
-    Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path, "--stats-interval", "10ms"}, {});
+    Child drain = Child::start(session.drain({"--db", db.path, "--stats-interval", "10ms"}), {});
     // Until this drain stored statistics of its own (or 10 s passed).
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     std::int64_t rows = rows_before;
@@ -193,7 +199,7 @@ TEST(DrainStats, KilledAndRestartedDrainCountsEveryCallOnce) {
   const RunResult produced = producer.wait();
   ASSERT_EQ(produced.exit_code, 0) << produced.err;
   EXPECT_GE(kills_with_progress, 3) << "the drains were killed while statistics flowed";
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   const ProgramCounts program = counts_of(produced.out);
   ASSERT_EQ(program.calls.size(), 8u) << produced.out;
@@ -233,9 +239,10 @@ std::string of_pid(pid_t pid) { return " JOIN processes p USING (process_key) WH
 // block: the producer is far faster than the drain (a few ns a record
 // against a microsecond), and waits for it instead of dropping.
 TEST(DrainStats, BlockPolicyAgainstALiveDrainStoresEverythingAndDropsNothing) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr long kCounters = 200000;
   const TempDb db("block-live");
-  Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child drain = Child::start(session.drain({"--db", db.path}), {});
   const RunResult produced =
       run({program_path("st_producer"), "sequence", "2", std::to_string(kCounters)},
           {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "256"}, {"SHMTRACE_OVERFLOW_RECORDS", "64"},
@@ -254,9 +261,10 @@ TEST(DrainStats, BlockPolicyAgainstALiveDrainStoresEverythingAndDropsNothing) {
 // own status; once the drain goes on, what was kept and what was dropped
 // account for every counter.
 TEST(DrainStats, BlockPolicyWithAStoppedDrainDropsAfterTheTimeoutAndExits) {
+  const SessionScope session;  // its drains take only its producers' segments
   constexpr long kCounters = 100000;
   const TempDb db("block-stopped");
-  Child drain = Child::start({SHMTRACE_DRAIN_PATH, "--db", db.path}, {});
+  Child drain = Child::start(session.drain({"--db", db.path}), {});
   Child producer = Child::start({program_path("st_producer"), "--wait-signal", "sequence", "2",
                                  std::to_string(kCounters)},
                                 {{"SHMTRACE_POLICY", "block"}, {"SHMTRACE_RING_RECORDS", "256"},

@@ -838,6 +838,39 @@ TEST(ReaderAttach, RefusesTooSmallUninitializedAndMismatchedName) {
   EXPECT_FALSE(Segment::attach("../etc/passwd", Access::kReadOnly));
 }
 
+// The session is in the name and in the header; a drain filters by the name,
+// so a segment whose header names another session (or none) is refused, and
+// one whose header names a session under a plain name too.
+TEST(ReaderAttach, RefusesANameAndHeaderThatDisagreeOnTheSession) {
+  SegmentBuilder b;
+  const std::string plain = b.name();
+  const std::string of_a = "shmtrace.runA." + plain.substr(std::string("shmtrace.").size());
+  struct Case {
+    std::string name, header_session;
+    bool attaches;
+  };
+  for (const Case& c : std::vector<Case>{{of_a, "runB", false},
+                                         {of_a, "", false},
+                                         {plain, "runA", false},
+                                         {of_a, "runAx", false},
+                                         {of_a, "runA", true},
+                                         {plain, "", true}}) {
+    std::memset(b.header().session, 0, sizeof b.header().session);
+    std::memcpy(b.header().session, c.header_session.data(), c.header_session.size());
+    ShmObject shm(c.name, b.size());
+    std::memcpy(shm.data(), b.base(), b.size());
+    auto seg = Segment::attach(c.name, Access::kConsume);
+    ASSERT_EQ(seg.has_value(), c.attaches) << c.name << " / " << c.header_session;
+    if (c.attaches) {
+      EXPECT_EQ(seg->session(), c.header_session);
+      EXPECT_EQ(seg->name(), c.name);
+    } else {
+      EXPECT_EQ(seg.error().message,
+                "segment " + c.name + ": header session '" + c.header_session + "' does not match the name");
+    }
+  }
+}
+
 TEST(ReaderAttach, ListSegmentsSkipsChunksAndOtherNames) {
   SegmentBuilder b;
   auto shm = publish_segment(b);

@@ -33,6 +33,10 @@ std::string segment_name(std::uint32_t pid, std::uint64_t nonce) {
   return buffer;
 }
 
+std::string session_segment_name(const std::string& session, std::uint32_t pid, std::uint64_t nonce) {
+  return "shmtrace." + session + segment_name(pid, nonce).substr(std::string("shmtrace").size());
+}
+
 std::uint64_t random_nonce() {
   std::random_device device;
   return (std::uint64_t{device()} << 32) ^ device() ^
@@ -70,8 +74,10 @@ std::vector<std::string> names(const std::vector<SegmentCandidate>& list) {
 }
 
 SegmentWatcher open_watcher(const TempDir& dir, std::chrono::milliseconds rescan,
-                            bool use_inotify = true, std::vector<std::uint32_t> uids = {}) {
+                            bool use_inotify = true, std::vector<std::uint32_t> uids = {},
+                            std::string session = {}) {
   SegmentWatcherOptions options;
+  options.session = std::move(session);
   options.directory = dir.str();
   options.rescan_interval = rescan;
   options.use_inotify = use_inotify;
@@ -98,6 +104,129 @@ TEST(SegmentNamePid, AcceptsOnlyTheSegmentForm) {
   EXPECT_FALSE(segment_name_pid("shmtrace.1234.00000000deadbeeg"));
   EXPECT_FALSE(segment_name_pid("other.1234.00000000deadbeef"));
   EXPECT_FALSE(segment_name_pid(""));
+}
+
+TEST(SegmentNamePid, AcceptsOnlyTheGivenSession) {
+  const std::string plain = "shmtrace.1234.00000000deadbeef";
+  const std::string of_a = "shmtrace.runA.1234.00000000deadbeef";
+  const std::string of_b = "shmtrace.run-B_2.99.00000000deadbeef";
+  // Any session: both forms.
+  EXPECT_EQ(segment_name_pid(of_a), 1234u);
+  EXPECT_EQ(segment_name_pid(of_b), 99u);
+  // No session: only the plain form.
+  EXPECT_EQ(segment_name_pid(plain, ""), 1234u);
+  EXPECT_FALSE(segment_name_pid(of_a, ""));
+  EXPECT_FALSE(segment_name_pid(of_b, ""));
+  // A session: only its own segments, never a plain one or another's.
+  EXPECT_EQ(segment_name_pid(of_a, "runA"), 1234u);
+  EXPECT_EQ(segment_name_pid(of_b, "run-B_2"), 99u);
+  EXPECT_FALSE(segment_name_pid(plain, "runA"));
+  EXPECT_FALSE(segment_name_pid(of_b, "runA"));
+  EXPECT_FALSE(segment_name_pid(of_a, "runa"));   // ids are case-sensitive
+  EXPECT_FALSE(segment_name_pid(of_a, "run"));    // no prefix match
+  EXPECT_FALSE(segment_name_pid(of_a, "runAB"));
+  // A session's error chunks and spill file are not segments.
+  EXPECT_FALSE(segment_name_pid(of_a + ".err.0", "runA"));
+  EXPECT_FALSE(segment_name_pid(of_a + ".errors", "runA"));
+  EXPECT_FALSE(segment_name_pid(of_a + ".err.0"));
+  // Malformed session parts: refused whatever session is asked for.
+  for (const std::string bad : {
+           "shmtrace.1run.1234.00000000deadbeef",     // digits first: read as a pid, then garbage
+           "shmtrace..1234.00000000deadbeef",         // empty session
+           "shmtrace.run!A.1234.00000000deadbeef",    // a character outside the id's set
+           "shmtrace.runA.runB.1234.00000000deadbeef",  // two sessions
+           "shmtrace.runA..00000000deadbeef",         // no pid
+           "shmtrace.runA.1234.deadbeef",             // short nonce
+           "shmtrace.runA.1234.00000000deadbeefff",   // long nonce
+           "shmtrace.runA",                           // nothing after the session
+           "shmtrace.runA.",
+           "shmtrace.a23456789012345678901234567890123.1.00000000deadbeef",  // 33 characters
+       }) {
+    EXPECT_FALSE(segment_name_pid(bad)) << bad;
+    EXPECT_FALSE(segment_name_pid(bad, "")) << bad;
+    EXPECT_FALSE(segment_name_pid(bad, "runA")) << bad;
+  }
+  // The longest id (32 characters) is a session like any other.
+  const std::string longest(32, 'a');
+  EXPECT_EQ(segment_name_pid("shmtrace." + longest + ".5.00000000deadbeef", longest), 5u);
+}
+
+TEST(SegmentWatcher, OpenRefusesAnInvalidSession) {
+  TempDir dir;
+  for (const std::string& bad : std::vector<std::string>{"1abc", "a.b", "a b", std::string(33, 'a'), "-x"}) {
+    SegmentWatcherOptions options;
+    options.directory = dir.str();
+    options.session = bad;
+    auto watcher = SegmentWatcher::open(options);
+    ASSERT_FALSE(watcher.has_value()) << bad;
+    EXPECT_NE(watcher.error().find("session id '" + bad + "'"), std::string::npos) << watcher.error();
+  }
+}
+
+// Three kinds of segments side by side: a watcher sees exactly its session's,
+// on the first rescan, through inotify and on later rescans alike.
+class SessionFilter : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SessionFilter, EachWatcherReportsOnlyItsSession) {
+  const bool use_inotify = GetParam();
+  TempDir dir;
+  const std::string plain1 = segment_name(10, 0x10);
+  const std::string a1 = session_segment_name("runA", 11, 0x11);
+  const std::string b1 = session_segment_name("runB", 12, 0x12);
+  for (const auto& n : {plain1, a1, b1}) create_file(dir.path() / n);
+  // A session's error chunk and spill file beside its segment.
+  create_file(dir.path() / (a1 + ".err.0"));
+  create_file(dir.path() / (a1 + ".errors"));
+
+  const auto rescan = use_inotify ? kHour : 10ms;
+  SegmentWatcher none = open_watcher(dir, rescan, use_inotify);
+  SegmentWatcher of_a = open_watcher(dir, rescan, use_inotify, {}, "runA");
+  SegmentWatcher of_b = open_watcher(dir, rescan, use_inotify, {}, "runB");
+  EXPECT_EQ(of_a.session(), "runA");
+  EXPECT_EQ(none.session(), "");
+  if (use_inotify) {
+    ASSERT_TRUE(none.inotify_active()) << none.inotify_error();
+    ASSERT_TRUE(of_a.inotify_active()) << of_a.inotify_error();
+    ASSERT_TRUE(of_b.inotify_active()) << of_b.inotify_error();
+  }
+  EXPECT_EQ(names(wait_ok(none, 0ms).found), std::vector<std::string>{plain1});
+  EXPECT_EQ(names(wait_ok(of_a, 0ms).found), std::vector<std::string>{a1});
+  EXPECT_EQ(names(wait_ok(of_b, 0ms).found), std::vector<std::string>{b1});
+
+  // New ones of each kind, plus one of a session no watcher has.
+  const std::string plain2 = segment_name(20, 0x20);
+  const std::string a2 = session_segment_name("runA", 21, 0x21);
+  const std::string b2 = session_segment_name("runB", 22, 0x22);
+  const std::string c2 = session_segment_name("runC", 23, 0x23);
+  for (const auto& n : {c2, b2, a2, plain2}) create_file(dir.path() / n);
+  create_file(dir.path() / (b2 + ".err.0"));
+  EXPECT_EQ(names(wait_ok(none, kLong).found), std::vector<std::string>{plain2});
+  EXPECT_EQ(names(wait_ok(of_a, kLong).found), std::vector<std::string>{a2});
+  EXPECT_EQ(names(wait_ok(of_b, kLong).found), std::vector<std::string>{b2});
+  // Nothing more, ever: the other sessions' names are not reported late.
+  for (SegmentWatcher* w : {&none, &of_a, &of_b}) {
+    WatchBatch later = wait_ok(*w, 100ms);
+    EXPECT_TRUE(later.empty()) << w->session() << ": " << names(later.found).size();
+  }
+  if (use_inotify) {
+    EXPECT_EQ(of_a.rescans(), 1u);  // inotify alone reported the new ones
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(InotifyAndRescan, SessionFilter, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Inotify" : "RescanOnly"; });
+
+TEST(SegmentWatcher, AnotherSessionsSegmentOfAForeignOwnerIsNotEvenRefused) {
+  TempDir dir;
+  const std::string of_b = session_segment_name("runB", 31, 0x31);
+  create_file(dir.path() / of_b);
+  // No uid is permitted: a segment of our session would be refused.
+  const std::string of_a = session_segment_name("runA", 32, 0x32);
+  create_file(dir.path() / of_a);
+  SegmentWatcher watcher = open_watcher(dir, kHour, true, {::geteuid() + 1}, "runA");
+  WatchBatch batch = wait_ok(watcher, 0ms);
+  EXPECT_TRUE(batch.found.empty());
+  EXPECT_EQ(names(batch.refused), std::vector<std::string>{of_a});
 }
 
 TEST(SegmentWatcher, OpenFailsOnAMissingDirectory) {

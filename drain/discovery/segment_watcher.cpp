@@ -41,11 +41,27 @@ void sort_by_name(std::vector<SegmentCandidate>& list) {
 
 }  // namespace
 
-std::optional<std::uint32_t> segment_name_pid(std::string_view name) {
+namespace {
+
+// A segment object's name, parsed; nullopt for error chunks, spill files and
+// anything out of the standard forms.
+std::optional<reader::detail::ParsedName> parse_segment_object(std::string_view name) {
   if (!name.starts_with(abi::kSegmentNamePrefix)) return std::nullopt;
   if (name.find(abi::kErrorChunkInfix) != std::string_view::npos) return std::nullopt;
-  const auto parsed = reader::detail::parse_segment_name(name);
+  return reader::detail::parse_segment_name(name);
+}
+
+}  // namespace
+
+std::optional<std::uint32_t> segment_name_pid(std::string_view name) {
+  const auto parsed = parse_segment_object(name);
   if (!parsed) return std::nullopt;
+  return parsed->pid;
+}
+
+std::optional<std::uint32_t> segment_name_pid(std::string_view name, std::string_view session) {
+  const auto parsed = parse_segment_object(name);
+  if (!parsed || parsed->session != session) return std::nullopt;
   return parsed->pid;
 }
 
@@ -57,6 +73,10 @@ SegmentWatcher::Result<SegmentWatcher> SegmentWatcher::open(SegmentWatcherOption
   }
   if (options.rescan_interval <= std::chrono::milliseconds::zero()) {
     return std::unexpected("segment watcher: rescan interval must be positive");
+  }
+  if (!options.session.empty() && !abi::session_id_valid(options.session.data(), options.session.size())) {
+    return std::unexpected("segment watcher: session id '" + options.session +
+                           "' is not 1 to 32 letters, digits, '_' or '-' starting with a letter");
   }
   SegmentWatcher watcher(std::move(options));
   const std::string& dir = watcher.options_.directory;
@@ -170,8 +190,8 @@ SegmentWatcher::Result<void> SegmentWatcher::rescan(WatchBatch& batch) {
       break;
     }
     const std::string_view name = entry->d_name;
-    const auto pid = segment_name_pid(name);
-    if (!pid) continue;
+    const auto pid = segment_name_pid(name, options_.session);
+    if (!pid) continue;  // not a segment, or another session's
     present.emplace(name);
     consider(name, *pid, batch);
   }
@@ -212,8 +232,8 @@ SegmentWatcher::Result<void> SegmentWatcher::read_events(WatchBatch& batch) {
       }
       if (event->len == 0 || (event->mask & IN_ISDIR) != 0) continue;
       const std::string_view name(event->name);  // NUL-padded to event->len
-      const auto pid = segment_name_pid(name);
-      if (!pid) continue;
+      const auto pid = segment_name_pid(name, options_.session);
+      if (!pid) continue;  // not a segment, or another session's
       if ((event->mask & kVanishMask) != 0) {
         const std::string key(name);
         found_.erase(key);

@@ -9,9 +9,13 @@
 //     inotify cannot report (a queue overflow triggers one at once; a missing
 //     inotify makes it the only source) and forgets names no longer present.
 //
-// Only names of the segment form "shmtrace.<pid>.<16 hex digits>" count;
-// error chunks, spill files and everything else in the directory are
-// ignored. A name is looked at with fstatat(AT_SYMLINK_NOFOLLOW): symlinks,
+// Only names of the segment form count, and only those of the watcher's
+// session: "shmtrace.<session>.<pid>.<16 hex digits>" for a watcher given a
+// session, "shmtrace.<pid>.<16 hex digits>" (no session) for one given none,
+// so runs on one machine never see each other's segments. Error chunks,
+// spill files, other sessions' segments and everything else in the
+// directory are ignored (never reported, not even as refused). A name is
+// looked at with fstatat(AT_SYMLINK_NOFOLLOW): symlinks,
 // directories, FIFOs and other non-regular files are never reported. A
 // regular file whose owner is not a permitted uid is *refused*: reported
 // once, separately, so the drain can log and count it, and never attached.
@@ -44,6 +48,9 @@ struct SegmentWatcherOptions {
   std::vector<std::uint32_t> permitted_uids;
   // False: never use inotify (tests of the rescan-only path).
   bool use_inotify = true;
+  // The session whose segments are reported ("" = segments of no session);
+  // open() refuses an id abi::session_id_valid rejects.
+  std::string session;
 };
 
 struct SegmentCandidate {
@@ -58,9 +65,12 @@ struct WatchBatch {
   bool empty() const { return found.empty() && refused.empty(); }
 };
 
-// The pid of a segment object name; nullopt for anything else (error chunks,
-// spill files, names out of the standard form).
+// The pid of a segment object name, of any session or none; nullopt for
+// anything else (error chunks, spill files, names out of the standard form).
 std::optional<std::uint32_t> segment_name_pid(std::string_view name);
+// The pid of a segment object name of exactly `session` ("" = of no
+// session); nullopt for another session's segment and for anything else.
+std::optional<std::uint32_t> segment_name_pid(std::string_view name, std::string_view session);
 
 class SegmentWatcher {
  public:
@@ -98,6 +108,7 @@ class SegmentWatcher {
   std::uint64_t rescans() const { return rescans_; }
   std::uint64_t overflows() const { return overflows_; }  // IN_Q_OVERFLOW seen
   const std::string& directory() const { return options_.directory; }
+  const std::string& session() const { return options_.session; }
 
  private:
   explicit SegmentWatcher(SegmentWatcherOptions options);

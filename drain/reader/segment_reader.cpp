@@ -128,11 +128,17 @@ Result<Segment> Segment::attach(const std::string& name, Access access,
   // A name in the standard form must agree with the header it names, or the
   // error chunks found by that name would belong to someone else.
   if (auto parsed = detail::parse_segment_name(name)) {
-    if (parsed->pid != impl->header.pid || parsed->nonce != impl->header.nonce ||
-        parsed->session != impl->session()) {
+    if (parsed->pid != impl->header.pid || parsed->nonce != impl->header.nonce) {
       return std::unexpected(Error{impl->where() + "header pid " +
                                    std::to_string(impl->header.pid) +
                                    " / nonce do not match the name"});
+    }
+    // A drain chooses segments by the session in their names: one whose
+    // header says otherwise is not what its name claims. (The header's id
+    // was validated: printable.)
+    if (parsed->session != impl->session()) {
+      return std::unexpected(Error{impl->where() + "header session '" + impl->session() +
+                                   "' does not match the name"});
     }
   }
   return Segment(std::move(impl));

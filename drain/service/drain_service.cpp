@@ -107,6 +107,7 @@ std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOpti
   watch.directory = options.shm_directory;
   watch.rescan_interval = options.rescan;
   watch.permitted_uids = options.uids;
+  watch.session = options.session;  // the watcher refuses an invalid id
   if (watch.permitted_uids.empty()) watch.permitted_uids.push_back(static_cast<std::uint32_t>(::getuid()));
   auto watcher = SegmentWatcher::open(watch);
   if (!watcher) return std::unexpected(watcher.error());
@@ -114,6 +115,10 @@ std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOpti
 
   auto impl = std::make_unique<Impl>(options, std::move(log), std::move(*store), std::move(*spill),
                                      std::move(*redactor), std::move(*watcher));
+  // Which segments this drain takes, for whoever scrapes several drains.
+  impl->registry.declare_gauge("shmtrace_drain_info",
+                               "Always 1; the label session names the session drained (\"\": segments of no session).");
+  impl->registry.gauge("shmtrace_drain_info", {{"session", options.session}}).set(1);
   if (options.metrics_port >= 0) {
     auto exporter = metrics::HttpExporter::start(impl->registry, options.metrics_address, options.metrics_port);
     if (!exporter) return std::unexpected(exporter.error());
@@ -148,6 +153,8 @@ std::expected<std::unique_ptr<Drain>, std::string> Drain::create(const DrainOpti
 }
 
 void Drain::Impl::attach(const std::string& name, std::uint32_t owner) {
+  // The watcher reported only names of this drain's session; the reader
+  // refuses a segment whose header names another session than its name.
   auto segment = reader::Segment::attach(name, reader::Access::kConsume, owner);
   if (!segment) {
     // A segment still being created (empty, or its header not yet written)

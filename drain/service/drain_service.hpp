@@ -35,6 +35,9 @@ struct DrainOptions {
   StoreOptions store;
   std::vector<std::uint32_t> uids;         // owners whose segments are drained; empty: our own
   std::string shm_directory = "/dev/shm";  // where segments live (the reader's)
+  // The session whose segments this drain takes, and only those ("" = only
+  // segments of no session): runs on one machine never take each other's.
+  std::string session;
   bool once = false;                       // drain what is there, finish the gone, exit
   std::chrono::milliseconds idle_wait{2};  // longest wait for new work when a cycle moved nothing
   std::chrono::milliseconds rescan{1000};  // safety-net rescan of the shm directory

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <utility>
 
+#include "reader/segment_impl.hpp"  // parse_segment_name
 #include "store/checkpointer.hpp"
 #include "store/histogram_blob.hpp"
 #include "store/partition_set.hpp"
@@ -50,8 +51,8 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    "INSERT OR IGNORE INTO processes (segment, pid, ppid, exe, cmdline, start_ns, trace_id, parent_span_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO processes (segment, pid, ppid, exe, cmdline, start_ns, trace_id, parent_span_id, session) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "SELECT process_key FROM processes WHERE segment = ?",
     "UPDATE processes SET state = ?, exit_status = ?, end_ns = ?, exec_target = ? WHERE process_key = ?",
     "INSERT OR IGNORE INTO process_events (process_key, ring, position, kind, ts_ns, tid, span_id, name, value, flags) "
@@ -231,8 +232,13 @@ StoreResult<Store> Store::open(const std::string& path, const StoreOptions& opti
 StoreResult<std::int64_t> Store::Impl::key_of(const ProcessRow& r, std::map<std::string, std::int64_t>& fresh) {
   if (auto k = keys.find(r.segment); k != keys.end()) return k->second;
   if (auto k = fresh.find(r.segment); k != fresh.end()) return k->second;
+  // The session is read from the segment name (the reader refused a name and
+  // header that disagree), so a spilled batch needs no field of its own.
+  // Bound SQLITE_STATIC: it must outlive the step below.
+  const auto named = reader::detail::parse_segment_name(r.segment);
+  const std::string session = named ? named->session : std::string();
   sql::Binder{get(kProcessInsert)}(r.segment)(r.pid)(r.ppid)(r.exe)(r.cmdline)(r.start_ns)(r.trace_id)(
-      r.parent_span_id);
+      r.parent_span_id)(session);
   if (auto ok = step(get(kProcessInsert), "insert process"); !ok) return std::unexpected(ok.error());
   sqlite3_stmt* s = get(kProcessKey);
   sql::Binder{s}(r.segment);

@@ -152,6 +152,9 @@ class ChildReport {
 // "" when done, else what failed, with errno's text.
 inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", bool private_tmp = false) {
   const auto failed = [](const std::string& what) { return what + ": " + std::strerror(errno); };
+  // Alone in its /dev/shm, the caller runs drains of no session: what it
+  // starts must be of no session too, whatever the environment said.
+  ::unsetenv("SHMTRACE_SESSION");
   if (::unshare(CLONE_NEWNS) != 0) return failed("unshare(CLONE_NEWNS) (this test needs root: CAP_SYS_ADMIN)");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return failed("making / private");
   if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_options) != 0) {
@@ -183,31 +186,6 @@ inline std::string isolate_shm(const char* shm_options = "size=256m,mode=1777", 
     }
   }
   return {};
-}
-
-// Removes /dev/shm/shmtrace.<pid>.* objects of pids no longer alive (left by
-// earlier runs), so a drain sees only this test's segments. The count removed.
-inline int remove_stale_segments() {
-  int removed = 0;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("shmtrace.", 0) != 0) continue;
-    const std::string rest = name.substr(9);
-    const auto dot = rest.find('.');
-    if (dot == std::string::npos || dot == 0) continue;
-    long pid = 0;
-    try {
-      pid = std::stol(rest.substr(0, dot));
-    } catch (...) {
-      continue;
-    }
-    if (pid > 0 && pid < (1L << 31) && !pid_alive(static_cast<pid_t>(pid))) {
-      std::filesystem::remove(entry.path(), ec);
-      ++removed;
-    }
-  }
-  return removed;
 }
 
 // One GET over a plain socket (HTTP/1.0, connection closed by the server);

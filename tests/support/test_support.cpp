@@ -22,6 +22,31 @@ extern char** environ;
 
 namespace shmtrace::test {
 
+std::string unique_session() {
+  static std::atomic<std::uint32_t> counter{0};
+  return "t" + std::to_string(::getpid()) + "n" + std::to_string(counter.fetch_add(1) + 1);
+}
+
+SessionScope::SessionScope() : id_(unique_session()) {
+  if (const char* old = std::getenv("SHMTRACE_SESSION")) previous_ = old;
+  ::setenv("SHMTRACE_SESSION", id_.c_str(), 1);
+}
+
+SessionScope::~SessionScope() {
+  if (previous_) {
+    ::setenv("SHMTRACE_SESSION", previous_->c_str(), 1);
+  } else {
+    ::unsetenv("SHMTRACE_SESSION");
+  }
+}
+
+std::vector<std::string> SessionScope::drain(std::vector<std::string> args) const {
+  args.insert(args.begin(), SHMTRACE_DRAIN_PATH);
+  args.push_back("--session");
+  args.push_back(id_);
+  return args;
+}
+
 std::string program_path(const std::string& name) { return std::string(SHMTRACE_PROGRAM_DIR) + "/" + name; }
 
 Child Child::start(const std::vector<std::string>& argv, const std::vector<EnvChange>& env) {

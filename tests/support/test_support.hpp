@@ -131,6 +131,36 @@ struct WorkloadWorker {
 };
 std::map<int, WorkloadWorker> parse_workload_output(const std::string& out);
 
+// Runs that do not see each other. A drain takes only the segments of its
+// session (--session ID; none: only segments of no session), so tests that
+// start drains run in parallel when each gives its drains and producers a
+// session no other test uses at the same time.
+//
+// unique_session(): "t<pid>n<counter>": unique on the machine while this
+// process lives (pids are not reused before), distinct on every call.
+std::string unique_session();
+
+// For a test's duration: SHMTRACE_SESSION=<unique_session()> in this
+// process's own environment, so every producer the test starts (run,
+// Child::start, harness::spawn, and all their descendants) is of that
+// session; drain() gives the argv of a shmtrace-drain of the same session.
+// The previous value comes back at scope exit. Not for threads that start
+// processes meanwhile (setenv).
+class SessionScope {
+ public:
+  SessionScope();
+  ~SessionScope();
+  SessionScope(const SessionScope&) = delete;
+  SessionScope& operator=(const SessionScope&) = delete;
+  const std::string& id() const { return id_; }
+  // {SHMTRACE_DRAIN_PATH, args..., "--session", id()}.
+  std::vector<std::string> drain(std::vector<std::string> args) const;
+
+ private:
+  std::string id_;
+  std::optional<std::string> previous_;
+};
+
 // Text of a string id, "" when missing.
 std::string text(const reader::Segment& segment, std::uint32_t id);
 
