@@ -1,6 +1,7 @@
 // Helpers for the tests of the reading commands (report, replay, sql): run
-// traced programs, store their segments with the real drain (--once), run
-// the real `shmtrace` binary on the database and read its output back.
+// traced programs in a session of their own, store their segments with the
+// real drain (--once), run the real `shmtrace` binary on the database and
+// read its output back.
 #ifndef SHMTRACE_TESTS_CLI_RUNS_HPP
 #define SHMTRACE_TESTS_CLI_RUNS_HPP
 
@@ -23,9 +24,20 @@ inline RunResult shmtrace(const std::vector<std::string>& args, const std::vecto
   return run(argv, env);
 }
 
-// Stores every finished program's segment in `db` (the drain's --once).
+// The session of every program these tests start and of the drain that
+// stores them: one per test process (ctest runs each test case in a process
+// of its own), set before main so no program starts outside it. Tests beside
+// these, and their drains, never see each other's segments.
+inline const SessionScope& cli_session() {
+  static const SessionScope session;
+  return session;
+}
+inline const bool kCliSessionSet = (cli_session(), true);
+
+// Stores every finished program's segment of this test's session in `db`
+// (the drain's --once).
 inline void drain_into(const std::string& db) {
-  const RunResult r = run({SHMTRACE_DRAIN_PATH, "--db", db, "--once"});
+  const RunResult r = run(cli_session().drain({"--db", db, "--once"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
