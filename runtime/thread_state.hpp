@@ -36,6 +36,9 @@ struct StackEntry {
   // argument (its return address); see instrument_hooks.cpp.
   std::uint64_t frame;
   std::uint64_t call_site;
+  // With statistics on: the summed durations of this frame's ended children
+  // (the frames pushed directly above it), for its self time at its end.
+  std::uint64_t child_ticks;
 };
 
 enum class ThreadStatus : std::uint8_t { kNew = 0, kReady = 1, kExited = 2 };

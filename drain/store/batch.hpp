@@ -138,6 +138,7 @@ struct CallStatsSnapshot {
   std::uint64_t unfinished = 0;
   std::uint64_t completed = 0;
   std::uint64_t total_ticks = 0;
+  std::uint64_t self_ticks = 0;  // total_ticks less the traced callees' time
   std::uint64_t min_ticks = 0;
   std::uint64_t max_ticks = 0;
   std::string histogram;  // store/histogram_blob.hpp layout, with the clock

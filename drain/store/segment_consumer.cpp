@@ -657,6 +657,7 @@ reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {
     row.unfinished = s.unfinished;
     row.completed = s.completed;
     row.total_ticks = s.total_ticks;
+    row.self_ticks = s.self_ticks;
     row.min_ticks = s.min_ticks;
     row.max_ticks = s.max_ticks;
     histogram::Histogram h;
