@@ -277,6 +277,18 @@ class Converter {
     if (d.kind == RecordKind::kThreadStart || d.kind == RecordKind::kThreadEnd) {
       r.kind = d.kind == RecordKind::kThreadStart ? "thread_start" : "thread_end";
       r.name = std::string(d.thread.name, ::strnlen(d.thread.name, sizeof d.thread.name));
+    } else if (d.kind == RecordKind::kFork) {
+      // How the child was started; a spawned or vfork'ed child's program.
+      r.kind = (d.flags & abi::kForkViaSpawn) != 0   ? "spawn"
+               : (d.flags & abi::kForkViaVfork) != 0 ? "vfork"
+               : (d.flags & abi::kForkViaClone) != 0 ? "clone"
+                                                      : "fork";
+      r.name = c_.text_of(d.name_id);
+    } else if (d.kind == RecordKind::kExec) {
+      // Exec records are failed execs, or the exec of a vfork or spawn
+      // child told by its parent (value: the pid that exec'd).
+      r.kind = (d.flags & abi::kStatusErr) != 0 ? "exec_failed" : "exec";
+      r.name = c_.text_of(d.name_id);
     } else {
       r.kind = abi::record_kind_name(d.kind);
       r.name = c_.text_of(d.name_id);
@@ -713,6 +725,20 @@ reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
     rows.call_stats.clear();  // from this snapshot: may be zeros
     stats_pending_.clear();
     return std::unexpected(truncated());
+  }
+  if (segment_.state() == abi::ProcessState::kExeced) {
+    // The image exec'd itself: the runtime left no record of it (only a
+    // failed exec writes one), so its one exec event comes from here.
+    // Ring kNoRing, position 0: no record has that key, and storing the
+    // fate twice stores the event once.
+    ProcessEventRow exec;
+    exec.ring = abi::kNoRing;
+    exec.position = 0;
+    exec.kind = "exec";
+    exec.ts_ns = fate.end_ns;
+    exec.name = fate.exec_target;
+    exec.value = segment_.header().pid;
+    rows.events.push_back(std::move(exec));
   }
   rows.fate = std::move(fate);
   return {};

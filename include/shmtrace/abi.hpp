@@ -355,6 +355,11 @@ inline constexpr std::uint8_t kSpanRemoteParent = 0x02;  // parent came from TRA
 // the runtime noticed, not when the frame was left.
 inline constexpr std::uint8_t kSpanUnfinished = 0x04;
 
+// Record.flags of Fork records (minor 2): how the child was started; 0: fork().
+inline constexpr std::uint8_t kForkViaVfork = 0x10;  // vfork(): name_id = what the child exec'd, if it did
+inline constexpr std::uint8_t kForkViaSpawn = 0x20;  // posix_spawn/posix_spawnp: name_id = the program
+inline constexpr std::uint8_t kForkViaClone = 0x40;  // clone() without CLONE_THREAD
+
 // Record.flags for Arg records: value type in the low nibble, then bits.
 enum class ValueType : std::uint8_t {
   kInt = 1,     // int64 in aux
@@ -386,8 +391,17 @@ inline constexpr std::uint8_t kArgTruncated = 0x40;  // value cut at max_repr
 //   DropMarker    0                next rec.   0            records dropped   DropPayload
 //   ThreadStart   thread name id   at          0            tid               ThreadPayload
 //   ThreadEnd     0                at          0            tid               ThreadPayload
-//   ProcessStart/Fork/Exec/Exit: reserved for the preload (issue 3);
-//                                aux = pid/child pid/exit status.
+//   ProcessStart  0                at          cur. span    ppid              -
+//   Fork          target or 0      at          cur. span    child pid         -
+//                 (flags: how the child was started, kForkVia* below; a
+//                 spawn's or vfork child's program in name_id)
+//   Exec          target           at          cur. span    pid that exec'd   -
+//                 (a failed exec only, with kStatusErr, in the image that
+//                 tried; or written by the parent for the exec of a vfork
+//                 or posix_spawn child, kStatusErr if it failed. A
+//                 successful exec of the image itself leaves no record: its
+//                 header's state kExeced and exec_target_id say it)
+//   Exit          0                at          cur. span    exit status       -
 // Values longer than the payload continue in the next records of the same
 // ring (or overflow group), each a ContinuationRecord carrying 56 bytes;
 // `size` of the head record is the number of inline payload bytes used.
