@@ -110,6 +110,10 @@ struct ErrorRow {
   std::uint32_t signal = 0;
   std::uint64_t fault_address = 0;
   std::string frames;  // hex addresses separated by spaces
+  // The frames symbolized when stored, one line each (symbols::Resolver::
+  // describe_frame): "function+0xoffset file:line", "function+0xoffset",
+  // or "0xADDR (why)"; "" without frames.
+  std::string symbols;
 };
 
 // How far the error area was read (chunk, offset, spill offset), stored in

@@ -411,6 +411,7 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   for (const reader::ErrorRecord& e : errors->errors) {
     rows.errors.push_back(error_row(segment_, e));
     ErrorRow& r = rows.errors.back();
+    r.symbols = symbolize_frames(e);
     r.group = text_of(e.group_id);
     r.span_name = text_of(e.span_name_id);
     if (redactor_ != nullptr) {
@@ -612,21 +613,49 @@ std::uint64_t SegmentConsumer::dropped_bound(std::uint32_t ring) const {
 const std::string& SegmentConsumer::function_at(std::uint64_t address) {
   auto known = functions_.find(address);
   if (known != functions_.end()) return known->second;
-  if (!resolver_) {
-    std::vector<symbols::Module> modules;
-    if (auto listed = segment_.modules()) {
-      for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
-    }
-    if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
-  }
   // An address the resolver cannot name keeps the runtime's "@0x" form.
   char fallback[24];
   std::snprintf(fallback, sizeof fallback, "@0x%llx", static_cast<unsigned long long>(address));
   std::string name = fallback;
-  if (resolver_) {
-    if (auto symbol = resolver_->resolve(address)) name = symbol->function;
+  if (symbols::Resolver* r = resolver()) {
+    if (auto symbol = r->resolve(address)) name = symbol->function;
   }
   return functions_.emplace(address, std::move(name)).first->second;
+}
+
+symbols::Resolver* SegmentConsumer::resolver() {
+  auto listed = segment_.modules();
+  const std::size_t count = listed ? listed->size() : 0;
+  if (!resolver_ || count > resolver_modules_) {
+    std::vector<symbols::Module> modules;
+    if (listed) {
+      for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
+    }
+    resolver_.reset();
+    if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
+    resolver_modules_ = count;
+  }
+  return resolver_ ? &*resolver_ : nullptr;
+}
+
+std::string SegmentConsumer::symbolize_frames(const reader::ErrorRecord& error) {
+  std::string out;
+  if (error.frames.empty()) return out;
+  symbols::Resolver* r = resolver();
+  for (std::size_t i = 0; i < error.frames.size(); ++i) {
+    const std::uint64_t address = error.frames[i];
+    if (!out.empty()) out += '\n';
+    const bool return_address = !(i == 0 && error.kind == abi::ErrorKind::kCrash);
+    if (r != nullptr) {
+      out += r->describe_frame(address, return_address);
+    } else {
+      char buffer[80];
+      std::snprintf(buffer, sizeof buffer, "0x%llx (no symbol reader: libdwfl did not start)",
+                    static_cast<unsigned long long>(address));
+      out += buffer;
+    }
+  }
+  return out;
 }
 
 reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {

@@ -109,6 +109,7 @@ template <class IO>
 void fields(IO& io, ErrorRow& r) {
   io(r.sequence, r.ts_ns, r.kind, r.tid, r.span_id, r.trace_id, r.group, r.span_name, r.type, r.message, r.preview,
      r.signal, r.fault_address, r.frames);
+  if (io.version >= 2) io(r.symbols);
 }
 template <class IO>
 void fields(IO& io, CallStatsSnapshot& r) {

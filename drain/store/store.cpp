@@ -59,7 +59,8 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "INSERT OR IGNORE INTO gaps (process_key, ring, position, tid, ts_ns, dropped, first_ns, last_ns) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "INSERT OR IGNORE INTO errors (process_key, sequence, ts_ns, kind, tid, span_id, trace_id, grp, span_name, "
-    "type, message, preview, signal, fault_address, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "type, message, preview, signal, fault_address, frames, symbols) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "SELECT c.chunk, c.offset, c.spill_offset FROM error_cursors c JOIN processes p USING (process_key) "
     "WHERE p.segment = ?",
     "INSERT INTO error_cursors (process_key, chunk, offset, spill_offset) VALUES (?, ?, ?, ?) "
@@ -252,7 +253,7 @@ StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<s
   const std::int64_t k = *key;
   for (const ErrorRow& r : rows.errors) {
     sql::Binder{get(kError)}(k)(r.sequence)(r.ts_ns)(r.kind)(r.tid)(r.span_id)(r.trace_id)(r.group)(r.span_name)(
-        r.type)(r.message)(r.preview)(r.signal)(r.fault_address)(r.frames);
+        r.type)(r.message)(r.preview)(r.signal)(r.fault_address)(r.frames)(r.symbols);
     if (auto ok = step(get(kError), "insert error"); !ok) return ok;
   }
   if (rows.cursor) {
