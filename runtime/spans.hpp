@@ -109,10 +109,16 @@ inline void pop_span(ThreadState& t, Runtime& rt, int status, bool unfinished) n
       // Self time: the duration less the ended children's, which came from
       // the same clock reads, so it only goes negative on a clock that ran
       // backwards (then 0). The duration goes to the parent's children.
-      const std::uint64_t duration = ticks > top.begin_ticks ? ticks - top.begin_ticks : 0;
+      // The parent's sum is found before the slot's stores, which the
+      // compiler must assume may alias the thread state (no reload after);
+      // a root adds to a sink instead, so that the common nested end takes
+      // no branch here.
+      std::uint64_t* parent_children =
+          __builtin_expect(t.depth > 0, 1) ? &t.stack[t.depth - 1].child_ticks : &t.root_children;
+      const std::uint64_t duration = __builtin_expect(ticks > top.begin_ticks, 1) ? ticks - top.begin_ticks : 0;
       const std::uint64_t self = duration > top.child_ticks ? duration - top.child_ticks : 0;
+      *parent_children += duration;
       stats_end(*top.stats, duration, self, status != SHMTRACE_OK, t.stats_pending);
-      if (t.depth > 0) t.stack[t.depth - 1].child_ticks += duration;
     }
   }
   if (__builtin_expect(top.span_id == 0, 0)) {

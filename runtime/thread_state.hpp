@@ -60,6 +60,7 @@ struct ThreadState {
   abi::StatsSlot* stats_dummy = nullptr;
   std::uint32_t stats_sites = 0;
   std::uint64_t* stats_pending = nullptr;  // histogram bucket of the last end, not yet bumped
+  std::uint64_t root_children = 0;  // where a root's end adds its duration (no parent; never read)
 
   // Span stack; grows (mmap) without bound. With statistics on it also holds
   // the frames of a sampled-out trace (span_id 0, no records), to time them.

@@ -393,7 +393,7 @@ inline constexpr std::uint8_t kArgTruncated = 0x40;  // value cut at max_repr
 //   ThreadEnd     0                at          0            tid               ThreadPayload
 //   ProcessStart  0                at          cur. span    ppid              -
 //   Fork          target or 0      at          cur. span    child pid         -
-//                 (flags: how the child was started, kForkVia* below; a
+//                 (flags: how the child was started, kForkVia* above; a
 //                 spawn's or vfork child's program in name_id)
 //   Exec          target           at          cur. span    pid that exec'd   -
 //                 (a failed exec only, with kStatusErr, in the image that
