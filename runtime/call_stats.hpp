@@ -42,7 +42,8 @@ inline void counter_add_release(std::uint64_t& field) noexcept {
   abi::atomic_store(field, abi::atomic_load(field, std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
-// A call ended after `ticks`; `error`: with status ERR.
+// A call ended after `ticks`, `self` of them outside its traced callees;
+// `error`: with status ERR.
 //
 // The histogram bump is deferred to the thread's next end (`pending`, kept
 // in the thread state): the bucket's address depends on the end timestamp,
@@ -50,8 +51,10 @@ inline void counter_add_release(std::uint64_t& field) noexcept {
 // record stores behind it (+3.5 ns per span, bench/README.md). Deferred, the
 // address is known long before the store. flush_stats() bumps the last one
 // when the thread ends (and so at process exit, for the exiting thread).
-inline void stats_end(abi::StatsSlot& s, std::uint64_t ticks, bool error, std::uint64_t*& pending) noexcept {
+inline void stats_end(abi::StatsSlot& s, std::uint64_t ticks, std::uint64_t self, bool error,
+                      std::uint64_t*& pending) noexcept {
   if (error) abi::counter_add(s.errors, 1);
+  abi::counter_add(s.self_ticks, self);
   abi::counter_add(s.total_ticks, ticks);
   // Relaxed: only this thread writes them; readers tolerate staleness.
   if (ticks < abi::atomic_load(s.min_ticks, std::memory_order_relaxed)) {

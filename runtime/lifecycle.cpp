@@ -7,12 +7,30 @@
 // Exec and spawn build the new environment on the stack, without malloc: a
 // vfork child runs in its parent's memory, where it must not allocate, and
 // must not mark its parent's segment (it checks the pid first).
+//
+// Events: every child started here gets one Fork record in its parent
+// (flags: fork, vfork, spawn, clone), and every exec one exec event:
+//   * an image that execs itself (a fork child, the program) marks its
+//     header (state kExeced, exec_target_id) and writes no record: the drain
+//     makes the exec event from the header, so a successful exec is told
+//     once and a failed one is not told as one. A failed exec writes one
+//     Exec record with kStatusErr (the header goes back to running);
+//   * a vfork child must not write its parent's ring. It runs on its
+//     parent's thread, in its memory: it leaves what it tried to exec, and
+//     whether that failed, in the thread's VforkHandoff, and the parent
+//     writes the Fork and Exec records once vfork returns;
+//   * a posix_spawn child execs inside glibc: its parent writes the Fork
+//     (kForkViaSpawn) and, on success, the Exec record.
+// Exec records carry the pid that exec'd in aux.
 #include <dlfcn.h>
 #include <spawn.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
 
 #include "clock.hpp"
@@ -21,6 +39,22 @@
 #include "thread_state.hpp"
 
 extern char** environ;
+
+// What a vfork child leaves for its parent (see the top of this file), per
+// thread. `return_address` and `active` are used by the vfork wrapper's
+// assembly below, so the layout is fixed.
+extern "C" {
+struct VforkHandoff {
+  std::uint64_t return_address;  // the vfork caller's, kept off the shared stack
+  std::uint64_t active;          // 1 between the vfork call and its return in the parent
+  std::uint8_t tried;            // the child called an exec
+  std::uint8_t failed;           // ... and the last one failed
+  char target[246];              // the last exec's path, NUL-terminated, truncated
+};
+__attribute__((visibility("hidden"))) constinit thread_local VforkHandoff
+    g_vfork_handoff __attribute__((tls_model("initial-exec"))) = {};
+}
+static_assert(offsetof(VforkHandoff, active) == 8);
 
 namespace shmtrace::runtime {
 namespace {
@@ -77,13 +111,30 @@ char* const* with_traceparent(char* const* envp, char** out, char* entry) noexce
   return out;
 }
 
-// Before an exec: record it and mark the image; returns whether it did, so
-// a failed exec can be undone.
+// A vfork child: the runtime is its parent's and the thread is inside vfork.
+bool in_vfork_child() noexcept {
+  return __atomic_load_n(&g_runtime, __ATOMIC_ACQUIRE) != nullptr && own_runtime() == nullptr &&
+         g_vfork_handoff.active != 0;
+}
+
+std::uint64_t own_pid() noexcept { return static_cast<std::uint64_t>(::syscall(SYS_getpid)); }
+
+// Before an exec: mark the image (or, in a vfork child, tell the parent);
+// returns whether it marked the image, so a failed exec can be undone.
 bool before_exec(const char* path) noexcept {
   Runtime* rt = own_runtime();
-  if (rt == nullptr) return false;
+  if (rt == nullptr) {
+    if (in_vfork_child()) {
+      VforkHandoff& h = g_vfork_handoff;
+      const std::size_t n = path != nullptr ? ::strnlen(path, sizeof h.target - 1) : 0;
+      if (n > 0) std::memcpy(h.target, path, n);
+      h.target[n] = '\0';
+      h.tried = 1;
+      h.failed = 0;
+    }
+    return false;
+  }
   const std::uint32_t target = path != nullptr ? rt->intern(path) : 0;
-  emit_lifecycle(*rt, abi::RecordKind::kExec, 0, target, 0);
   rt->header->exec_target_id = target;
   rt->header->end_ticks = now_ticks();
   // Publishes exec_target_id; pairs with the reader's acquire load of state.
@@ -94,10 +145,11 @@ bool before_exec(const char* path) noexcept {
 
 void after_failed_exec(bool marked) noexcept {
   Runtime* rt = own_runtime();
+  if (rt == nullptr && in_vfork_child()) g_vfork_handoff.failed = 1;
   if (!marked || rt == nullptr) return;
   abi::atomic_store(rt->header->state, static_cast<std::uint32_t>(abi::ProcessState::kRunning),
                     std::memory_order_release);
-  emit_lifecycle(*rt, abi::RecordKind::kExec, abi::kStatusErr, rt->header->exec_target_id, 0);
+  emit_lifecycle(*rt, abi::RecordKind::kExec, abi::kStatusErr, rt->header->exec_target_id, own_pid());
 }
 
 using ExecFn = int (*)(const char*, char* const[], char* const[]);
@@ -130,9 +182,15 @@ void record_process_start() noexcept {
   if (Runtime* rt = own_runtime()) emit_lifecycle(*rt, abi::RecordKind::kProcessStart, 0, 0, rt->header->ppid);
 }
 
-void record_fork(pid_t child) noexcept {
-  if (Runtime* rt = own_runtime()) emit_lifecycle(*rt, abi::RecordKind::kFork, 0, 0, static_cast<std::uint64_t>(child));
+void record_fork(pid_t child, std::uint8_t via, const char* target, bool execed) noexcept {
+  Runtime* rt = own_runtime();
+  if (rt == nullptr) return;
+  const std::uint32_t name = target != nullptr && target[0] != '\0' ? rt->intern(target) : 0;
+  emit_lifecycle(*rt, abi::RecordKind::kFork, via, name, static_cast<std::uint64_t>(child));
+  if (execed) emit_lifecycle(*rt, abi::RecordKind::kExec, 0, name, static_cast<std::uint64_t>(child));
 }
+
+void record_fork(pid_t child) noexcept { record_fork(child, 0, nullptr, false); }
 
 void record_exit(int status) noexcept {
   Runtime* rt = own_runtime();
@@ -151,6 +209,7 @@ void record_exit(int status) noexcept {
 }  // namespace shmtrace::runtime
 
 using namespace shmtrace::runtime;
+namespace abi = shmtrace::abi;
 
 #define SHMTRACE_WRAPPER extern "C" SHMTRACE_API
 
@@ -229,7 +288,9 @@ int traced_spawn(SpawnFn spawn, pid_t* pid, const char* path, const posix_spawn_
   const int rc = spawn(&child, path, actions, attributes, argv, with_traceparent(envp, environment, entry));
   if (rc == 0) {
     if (pid != nullptr) *pid = child;
-    record_fork(child);
+    // glibc reports a failed exec of the child as spawn's own failure: a
+    // child spawned is a program exec'd.
+    record_fork(child, abi::kForkViaSpawn, path, true);
   }
   return rc;
 }
@@ -247,6 +308,106 @@ SHMTRACE_WRAPPER int posix_spawnp(pid_t* pid, const char* file, const posix_spaw
   static auto spawn = real<SpawnFn>("posix_spawnp");
   return traced_spawn(spawn, pid, file, actions, attributes, argv, envp);
 }
+
+// fexecve: the target is what the descriptor names in /proc (no malloc).
+SHMTRACE_WRAPPER int fexecve(int fd, char* const argv[], char* const envp[]) {
+  static auto exec = real<int (*)(int, char* const[], char* const[])>("fexecve");
+  char link[32];
+  char target[256];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  target[n > 0 ? n : 0] = '\0';
+  char* environment[kMaxEnvironment + 2];
+  char entry[16 + SHMTRACE_TRACEPARENT_SIZE];
+  char* const* env = with_traceparent(envp, environment, entry);
+  const bool marked = before_exec(n > 0 ? target : link);
+  const int rc = exec(fd, argv, env);
+  const int saved = errno;
+  after_failed_exec(marked);
+  errno = saved;
+  return rc;
+}
+
+// clone() through libc without CLONE_THREAD starts a process (its child
+// runs no atfork handler: it keeps the parent's runtime, which it never
+// writes, as own_runtime() checks the pid). The optional arguments are
+// passed on whether or not the caller gave them, as glibc reads them.
+SHMTRACE_WRAPPER int clone(int (*fn)(void*), void* stack, int flags, void* arg, ...) {
+  static auto real_clone = real<int (*)(int (*)(void*), void*, int, void*, ...)>("clone");
+  va_list rest;
+  va_start(rest, arg);
+  pid_t* parent_tid = va_arg(rest, pid_t*);
+  void* tls = va_arg(rest, void*);
+  pid_t* child_tid = va_arg(rest, pid_t*);
+  va_end(rest);
+  const int rc = real_clone(fn, stack, flags, arg, parent_tid, tls, child_tid);
+  if (rc > 0 && (flags & CLONE_THREAD) == 0) {
+    const int saved = errno;
+    record_fork(rc, abi::kForkViaClone, nullptr, false);
+    errno = saved;
+  }
+  return rc;
+}
+
+// The parent's side of vfork, called by the wrapper below once vfork
+// returned a child: the Fork record and, if the child tried an exec, its
+// Exec record (kStatusErr when the last one failed).
+extern "C" __attribute__((visibility("hidden"))) void shmtrace_after_vfork(pid_t child) noexcept {
+  VforkHandoff& h = g_vfork_handoff;
+  const int saved = errno;
+  h.active = 0;
+  if (Runtime* rt = own_runtime()) {
+    const std::uint32_t name = h.tried != 0 ? rt->intern(h.target) : 0;
+    emit_lifecycle(*rt, abi::RecordKind::kFork, abi::kForkViaVfork, name, static_cast<std::uint64_t>(child));
+    if (h.tried != 0) {
+      emit_lifecycle(*rt, abi::RecordKind::kExec, h.failed != 0 ? abi::kStatusErr : 0, name,
+                     static_cast<std::uint64_t>(child));
+    }
+  }
+  h.tried = 0;
+  h.failed = 0;
+  errno = saved;
+}
+
+// vfork cannot be wrapped by a C function: the child returns from it and
+// goes on in the caller's frame, overwriting the wrapper's frame (return
+// address included) before the parent resumes. So, as glibc's own vfork
+// does, the wrapper keeps the return address off the stack (in the
+// thread's VforkHandoff, which the child never changes) and the parent
+// records the child once glibc's __vfork returned to it. `active` tells
+// the exec wrappers in the child that they run in a vfork child.
+#if defined(__x86_64__)
+asm(R"(
+  .text
+  .globl vfork
+  .type vfork, @function
+  .p2align 4
+vfork:
+  popq %rcx
+  movq g_vfork_handoff@gottpoff(%rip), %rdx
+  movq %rcx, %fs:(%rdx)
+  movq $1, %fs:8(%rdx)
+  call __vfork@PLT
+  movq g_vfork_handoff@gottpoff(%rip), %rdx
+  movq %fs:(%rdx), %rcx
+  testl %eax, %eax
+  jle 1f
+  pushq %rcx
+  pushq %rax
+  movl %eax, %edi
+  call shmtrace_after_vfork@PLT
+  popq %rax
+  popq %rcx
+  jmp 2f
+1:
+  jz 2f
+  movq $0, %fs:8(%rdx)
+2:
+  pushq %rcx
+  ret
+  .size vfork, .-vfork
+)");
+#endif
 
 SHMTRACE_WRAPPER [[noreturn]] void _exit(int status) {
   record_exit(status);

@@ -69,7 +69,7 @@ inline std::uint64_t begin_span(ThreadState& t, Runtime& rt, std::uint32_t group
     ++shmtrace_unsampled_depth_;
     if (stats == nullptr) return 0;
     if (__builtin_expect(t.depth == t.stack_capacity, 0) && !grow_stack(t)) return 0;
-    t.stack[t.depth] = StackEntry{0, 0, now_ticks(), code, name, 0, 0, 0, stats, frame, call_site};
+    t.stack[t.depth] = StackEntry{0, 0, now_ticks(), code, name, 0, 0, 0, stats, frame, call_site, 0};
     ++t.depth;
     return 0;
   }
@@ -84,7 +84,7 @@ inline std::uint64_t begin_span(ThreadState& t, Runtime& rt, std::uint32_t group
   if (__builtin_expect(id == 0, 0)) id = t.next_span_id++;
   const std::uint64_t parent = t.depth > 0 ? t.stack[t.depth - 1].span_id : t.root_parent;
   const std::uint8_t flags = (t.depth == 0 && t.root_remote) ? abi::kSpanRemoteParent : 0;
-  t.stack[t.depth] = StackEntry{id, parent, ticks, code, name, group, 0, 0, stats, frame, call_site};
+  t.stack[t.depth] = StackEntry{id, parent, ticks, code, name, group, 0, 0, stats, frame, call_site, 0};
   ++t.depth;
   emit_filled(t, rt, [&](abi::Record& r) {
     // SpanBegin: aux = parent, payload word 6 = the code address (abi.hpp).
@@ -95,7 +95,8 @@ inline std::uint64_t begin_span(ThreadState& t, Runtime& rt, std::uint32_t group
 
 // Pops the top of the stack (the caller checked there is one) and writes its
 // end: status OK or ERR, or with `unfinished` a frame closed without its
-// own end (ERR + kSpanUnfinished, no duration in the statistics). A frame of
+// own end (ERR + kSpanUnfinished, no duration in the statistics, nothing
+// added to its parent's children's time). A frame of
 // a sampled-out trace (span_id 0) only updates the statistics.
 inline void pop_span(ThreadState& t, Runtime& rt, int status, bool unfinished) noexcept {
   const StackEntry top = t.stack[t.depth - 1];
@@ -105,8 +106,19 @@ inline void pop_span(ThreadState& t, Runtime& rt, int status, bool unfinished) n
     if (__builtin_expect(unfinished, 0)) {
       stats_unfinished(*top.stats);
     } else {
-      stats_end(*top.stats, ticks > top.begin_ticks ? ticks - top.begin_ticks : 0, status != SHMTRACE_OK,
-                t.stats_pending);
+      // Self time: the duration less the ended children's, which came from
+      // the same clock reads, so it only goes negative on a clock that ran
+      // backwards (then 0). The duration goes to the parent's children.
+      // The parent's sum is found before the slot's stores, which the
+      // compiler must assume may alias the thread state (no reload after);
+      // a root adds to a sink instead, so that the common nested end takes
+      // no branch here.
+      std::uint64_t* parent_children =
+          __builtin_expect(t.depth > 0, 1) ? &t.stack[t.depth - 1].child_ticks : &t.root_children;
+      const std::uint64_t duration = __builtin_expect(ticks > top.begin_ticks, 1) ? ticks - top.begin_ticks : 0;
+      const std::uint64_t self = duration > top.child_ticks ? duration - top.child_ticks : 0;
+      *parent_children += duration;
+      stats_end(*top.stats, duration, self, status != SHMTRACE_OK, t.stats_pending);
     }
   }
   if (__builtin_expect(top.span_id == 0, 0)) {

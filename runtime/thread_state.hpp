@@ -36,6 +36,9 @@ struct StackEntry {
   // argument (its return address); see instrument_hooks.cpp.
   std::uint64_t frame;
   std::uint64_t call_site;
+  // With statistics on: the summed durations of this frame's ended children
+  // (the frames pushed directly above it), for its self time at its end.
+  std::uint64_t child_ticks;
 };
 
 enum class ThreadStatus : std::uint8_t { kNew = 0, kReady = 1, kExited = 2 };
@@ -57,6 +60,7 @@ struct ThreadState {
   abi::StatsSlot* stats_dummy = nullptr;
   std::uint32_t stats_sites = 0;
   std::uint64_t* stats_pending = nullptr;  // histogram bucket of the last end, not yet bumped
+  std::uint64_t root_children = 0;  // where a root's end adds its duration (no parent; never read)
 
   // Span stack; grows (mmap) without bound. With statistics on it also holds
   // the frames of a sampled-out trace (span_id 0, no records), to time them.

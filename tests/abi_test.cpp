@@ -75,8 +75,22 @@ TEST(RecordKinds, EveryOtherByteIsUnknown) {
 }
 
 TEST(AbiVersion, MajorAndMinor) {
-  EXPECT_EQ(abi::kAbiMajor, 1);
+  EXPECT_EQ(abi::kAbiMajor, 2);
   EXPECT_EQ(abi::kAbiMinor, 2);
+}
+
+// Major 2: self_ticks in the slot's first cache line with every other field
+// a call's end writes; unfinished and the reserved words in the second.
+TEST(AbiStatsSlot, EndFieldsShareTheFirstCacheLine) {
+  EXPECT_EQ(sizeof(abi::StatsSlot), 9856u);
+  EXPECT_EQ(sizeof(abi::StatsSlot) % abi::kCacheLine, 0u);
+  for (const std::size_t at : {offsetof(abi::StatsSlot, calls), offsetof(abi::StatsSlot, errors),
+                               offsetof(abi::StatsSlot, self_ticks), offsetof(abi::StatsSlot, total_ticks),
+                               offsetof(abi::StatsSlot, min_ticks), offsetof(abi::StatsSlot, max_ticks)}) {
+    EXPECT_LT(at, abi::kCacheLine);
+  }
+  EXPECT_EQ(offsetof(abi::StatsSlot, unfinished), abi::kCacheLine);
+  EXPECT_EQ(offsetof(abi::StatsSlot, buckets), 2 * abi::kCacheLine);
 }
 
 TEST(AbiMagic, ValuesSpellTheirNamesInMemory) {
@@ -224,7 +238,7 @@ TEST(ComputeLayout, ExactDefaultGeometry) {
   EXPECT_EQ(l.modules_size, 36864u);  // 64 + 512 * 64, rounded up to pages
   EXPECT_EQ(l.overflow_size, (1u << 20) + 4096u);  // 192 + 8192 * 128, rounded up
   EXPECT_EQ(l.ring_stats_bytes, 97u * sizeof(abi::StatsSlot));  // 96 call sites + "other" (P13)
-  EXPECT_EQ(l.ring_stride, 1998848u);  // 256 + 16384 * 64 + 97 * 9792, rounded up
+  EXPECT_EQ(l.ring_stride, 2007040u);  // 256 + 16384 * 64 + 97 * 9856, rounded up
   EXPECT_EQ(l.total_size, l.rings_offset + 64 * l.ring_stride);
 }
 

@@ -182,6 +182,50 @@ TEST_F(CallStatsStore, SnapshotsSurviveTheSpillFile) {
   EXPECT_EQ(d.number("SELECT calls FROM call_stats WHERE name = 'spilled'"), 2);
 }
 
+// Self time: call_sites keeps the cumulative self_ticks, call_stats each
+// interval's difference in ns (the clock's ns_per_tick, as total_ns), and
+// function_stats sums it per function.
+TEST_F(CallStatsStore, SelfTimeIsCumulativePerSiteAndPerIntervalInNs) {
+  CallStatsSnapshot first = snapshot(0, "outer", 11 * kSecond, 2, 0, hist({{40, 2}}), 40, 40);
+  first.self_ticks = 30;  // of 80 ticks, 50 in callees
+  CallStatsSnapshot second = snapshot(0, "outer", 12 * kSecond, 5, 0, hist({{40, 5}}), 40, 40);
+  second.self_ticks = 104;
+  write(batch_of({first}));
+  write(batch_of({second}));
+  write(batch_of({first}));  // older: adds nothing
+  Database d(db_);
+  ASSERT_EQ(d.error, "");
+  EXPECT_EQ(d.number("SELECT self_ticks FROM call_sites"), 104);
+  EXPECT_EQ(real(d, "SELECT self_ns FROM call_stats WHERE end_ns = " + std::to_string(11 * kSecond)), 15.0);
+  EXPECT_EQ(real(d, "SELECT self_ns FROM call_stats WHERE end_ns = " + std::to_string(12 * kSecond)), 37.0);
+  EXPECT_EQ(real(d, "SELECT self_ns FROM function_stats WHERE name = 'outer'"), 52.0);
+  EXPECT_EQ(real(d, "SELECT total_ns FROM function_stats WHERE name = 'outer'"), 100.0);
+}
+
+// A batch spilled by a drain before self time (an "SPL1" payload) still
+// reads back and stores, with self time 0; the current format keeps it.
+TEST_F(CallStatsStore, SelfTimeSurvivesTheSpillFileAndOlderFormatsStillRead) {
+  CallStatsSnapshot s = snapshot(2, "kept", 11 * kSecond, 3, 0, hist({{10, 3}}), 10, 10);
+  s.self_ticks = 21;
+  const Batch b = batch_of({s});
+  const auto now = drain::serialize(b);
+  auto back = drain::deserialize(now.data(), now.size());
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->segments[0].call_stats[0].self_ticks, 21u);
+  const auto old = drain::serialize(b, 1);
+  EXPECT_EQ(old.size() + 8, now.size()) << "version 1 has no self_ticks word";
+  EXPECT_FALSE(drain::deserialize(old.data(), old.size())) << "a v1 payload is not a v2 one";
+  auto older = drain::deserialize(old.data(), old.size(), 1);
+  ASSERT_TRUE(older) << older.error();
+  EXPECT_EQ(older->segments[0].call_stats[0].self_ticks, 0u);
+  EXPECT_EQ(older->segments[0].call_stats[0].calls, 3u);
+  EXPECT_FALSE(drain::deserialize(now.data(), now.size(), 3));
+  write(*older);
+  Database d(db_);
+  EXPECT_EQ(real(d, "SELECT self_ns FROM call_stats WHERE name = 'kept'"), 0.0);
+  EXPECT_EQ(d.number("SELECT calls FROM call_stats WHERE name = 'kept'"), 3);
+}
+
 // The percentiles of several intervals and threads of one function, from
 // SQL: rank ceil(q * n) in the merged histogram, the midpoint of its bucket.
 TEST_F(CallStatsStore, QuantilesComeFromTheMergedHistogramsOfAllRows) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "call_stats.hpp"
 #include "config.hpp"
 #include "reader/reader.hpp"
 #include "segment_layout.hpp"
@@ -73,8 +74,8 @@ TEST(StatsBuckets, RelativeErrorWithinThreePercentFrom1nsTo10min) {
 }
 
 TEST(StatsBuckets, SlotLayout) {
-  EXPECT_EQ(sizeof(abi::StatsSlot), 9792u);
-  EXPECT_EQ(offsetof(abi::StatsSlot, buckets), 64u);
+  EXPECT_EQ(sizeof(abi::StatsSlot), 9856u);
+  EXPECT_EQ(offsetof(abi::StatsSlot, buckets), 128u);
   // 96 sites + "other" with the default ring stay under 2 MiB per thread.
   EXPECT_LE(sizeof(abi::RingControl) + 16384 * sizeof(abi::Record) + 97 * sizeof(abi::StatsSlot), 2u << 20);
   EXPECT_EQ(offsetof(abi::RingControl, stats_used), 192u);
@@ -122,10 +123,11 @@ abi::StatsSlot* table(const SegmentBuilder& b, std::uint32_t ring) {
   return b.at<abi::StatsSlot>(abi::ring_offset(b.header(), ring) + abi::ring_stats_offset(b.header()));
 }
 
-void record(abi::StatsSlot& s, std::uint64_t ticks, bool error = false) {
+void record(abi::StatsSlot& s, std::uint64_t ticks, bool error = false, std::uint64_t children = 0) {
   s.calls += 1;
   s.errors += error ? 1 : 0;
   s.total_ticks += ticks;
+  s.self_ticks += ticks - children;
   s.min_ticks = std::min(s.min_ticks, ticks);
   s.max_ticks = std::max(s.max_ticks, ticks);
   s.buckets[abi::stats_bucket_of(ticks)] += 1;
@@ -147,8 +149,8 @@ struct Fixture {
     t[0].key = name;
     t[0].last_tid = 77;
     record(t[0], 1000);
-    record(t[0], 2000, true);
-    record(t[0], 100000);
+    record(t[0], 2000, true, 1500);
+    record(t[0], 100000, false, 99000);
     t[0].calls += 1;  // in flight
     t[1].kind = static_cast<std::uint32_t>(abi::CallSiteKind::kCode);
     t[1].key = 0x401000;
@@ -181,6 +183,8 @@ TEST(StatsReader, ReadsEverySlotAndTheOtherSlot) {
   EXPECT_EQ(parse.min_ticks, 1000u);
   EXPECT_EQ(parse.max_ticks, 100000u);
   EXPECT_DOUBLE_EQ(parse.total_ns, 103000.0);  // monotonic clock: 1 tick = 1 ns
+  EXPECT_EQ(parse.self_ticks, 2500u);            // 1000 + 500 + 1000
+  EXPECT_DOUBLE_EQ(parse.self_ns, 2500.0);
   EXPECT_EQ(parse.histogram.size(), 3u);
   EXPECT_NEAR(parse.quantile_ns(0.5), 2000.0, 2000.0 * 0.016);
   EXPECT_DOUBLE_EQ(parse.quantile_ns(0.0), 1000.0);    // clamped to min
@@ -199,6 +203,35 @@ TEST(StatsReader, ReadsEverySlotAndTheOtherSlot) {
   EXPECT_EQ(other.calls, 2u);
   EXPECT_EQ(other.min_ticks, 5u);
   EXPECT_EQ(other.max_ticks, 7u);
+  EXPECT_EQ(other.self_ticks, 12u);  // no children: self = total
+}
+
+// ---------------------------------------------------------------------------
+// Producer: what a call's end adds to its slot
+// ---------------------------------------------------------------------------
+TEST(StatsEnd, AddsSelfAndTotalAndDefersTheBucket) {
+  abi::StatsSlot slot{};
+  slot.min_ticks = ~0ull;
+  std::uint64_t* pending = nullptr;
+  runtime::stats_end(slot, 900, 300, false, pending);  // 600 ticks in callees
+  EXPECT_EQ(slot.total_ticks, 900u);
+  EXPECT_EQ(slot.self_ticks, 300u);
+  EXPECT_EQ(slot.min_ticks, 900u);
+  EXPECT_EQ(slot.max_ticks, 900u);
+  EXPECT_EQ(slot.buckets[abi::stats_bucket_of(900)], 0u) << "deferred to the next end";
+  EXPECT_EQ(pending, &slot.buckets[abi::stats_bucket_of(900)]);
+  runtime::stats_end(slot, 40, 40, true, pending);  // a leaf: all of it its own
+  EXPECT_EQ(slot.total_ticks, 940u);
+  EXPECT_EQ(slot.self_ticks, 340u);
+  EXPECT_EQ(slot.errors, 1u);
+  EXPECT_EQ(slot.buckets[abi::stats_bucket_of(900)], 1u);
+  runtime::flush_stats(pending);
+  EXPECT_EQ(slot.buckets[abi::stats_bucket_of(40)], 1u);
+  EXPECT_EQ(slot.unfinished, 0u);
+  runtime::stats_unfinished(slot);  // no duration: neither total nor self moves
+  EXPECT_EQ(slot.unfinished, 1u);
+  EXPECT_EQ(slot.self_ticks, 340u);
+  EXPECT_EQ(slot.total_ticks, 940u);
 }
 
 TEST(StatsReader, FreeRingAndStatisticsOffReadEmpty) {
@@ -294,7 +327,7 @@ TEST(StatsReaderHeader, StatsBytesMustBeWholeSlots) {
     auto seg = reader::Segment::from_memory(b.base(), b.size(), reader::Access::kReadOnly);
     ASSERT_FALSE(seg) << bytes;
     EXPECT_NE(seg.error().message.find("ring_stats_bytes " + std::to_string(bytes) +
-                                       " is not a whole number (>= 2) of 9792-byte statistics slots"),
+                                       " is not a whole number (>= 2) of 9856-byte statistics slots"),
               std::string::npos)
         << seg.error().message;
   }

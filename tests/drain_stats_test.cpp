@@ -170,6 +170,128 @@ TEST(DrainStats, PercentilesFromSqlMatchWhatTheProgramMeasured) {
   EXPECT_EQ(checked, 3) << r.out;
 }
 
+// Self time per function from the statistics against the same figure
+// derived from the stored spans: each span's duration minus the durations
+// of the spans whose parent it is.
+struct SelfFigures {
+  std::int64_t spans = 0;     // ended spans of the function (spans side) or calls (stats side)
+  std::int64_t children = 0;  // their ended child spans
+  double total_ns = 0;
+  double self_ns = 0;
+};
+
+std::map<std::string, SelfFigures> self_from_spans(const Database& d, pid_t pid) {
+  std::map<std::string, SelfFigures> out;
+  sqlite3_stmt* s = nullptr;
+  const std::string sql =
+      "SELECT s.name, count(*), sum(coalesce(c.n, 0)), sum(s.duration_ns), sum(s.duration_ns - coalesce(c.d, 0)) "
+      "FROM spans s JOIN processes p ON p.process_key = s.process_key "
+      "LEFT JOIN (SELECT process_key, parent_span_id, count(*) AS n, sum(duration_ns) AS d FROM spans "
+      "           GROUP BY process_key, parent_span_id) c "
+      "  ON c.process_key = s.process_key AND c.parent_span_id = s.span_id "
+      "WHERE p.pid = " + std::to_string(pid) + " AND s.duration_ns IS NOT NULL GROUP BY s.name";
+  EXPECT_EQ(sqlite3_prepare_v2(d.db, sql.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(d.db);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    SelfFigures& f = out[reinterpret_cast<const char*>(sqlite3_column_text(s, 0))];
+    f.spans = sqlite3_column_int64(s, 1);
+    f.children = sqlite3_column_int64(s, 2);
+    f.total_ns = sqlite3_column_double(s, 3);
+    f.self_ns = sqlite3_column_double(s, 4);
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+std::map<std::string, SelfFigures> self_from_stats(const Database& d, pid_t pid) {
+  std::map<std::string, SelfFigures> out;
+  sqlite3_stmt* s = nullptr;
+  const std::string sql =
+      "SELECT c.name, sum(c.completed), sum(c.total_ns), sum(c.self_ns) FROM call_stats c "
+      "JOIN processes p ON p.process_key = c.process_key WHERE p.pid = " + std::to_string(pid) + " GROUP BY c.name";
+  EXPECT_EQ(sqlite3_prepare_v2(d.db, sql.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(d.db);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    SelfFigures& f = out[reinterpret_cast<const char*>(sqlite3_column_text(s, 0))];
+    f.spans = sqlite3_column_int64(s, 1);
+    f.total_ns = sqlite3_column_double(s, 2);
+    f.self_ns = sqlite3_column_double(s, 3);
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+// Both sides come from the same two clock reads per call. A span's
+// duration_ns is its tick difference converted and truncated to whole ns
+// (at most 1 ns under), the statistics' ticks are summed first and
+// converted once: the spans' total may be short by up to 1 ns per span, and
+// their self time off by up to 1 ns per span and per child span (either
+// way). Plus double rounding, far below 1 ns at these sums.
+void expect_self_time_matches_spans(const Database& d, pid_t pid, const std::vector<std::string>& names) {
+  const auto spans = self_from_spans(d, pid);
+  const auto stats = self_from_stats(d, pid);
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(spans.contains(name) && stats.contains(name));
+    const SelfFigures& from_spans = spans.at(name);
+    const SelfFigures& from_stats = stats.at(name);
+    ASSERT_EQ(from_spans.spans, from_stats.spans) << "every call has its span: none dropped or sampled out";
+    EXPECT_GT(from_stats.self_ns, 0);
+    EXPECT_LE(from_stats.self_ns, from_stats.total_ns);
+    const auto spans_n = static_cast<double>(from_spans.spans);
+    EXPECT_GE(from_stats.total_ns, from_spans.total_ns - 1e-6);
+    EXPECT_LE(from_stats.total_ns, from_spans.total_ns + spans_n);
+    EXPECT_NEAR(from_stats.self_ns, from_spans.self_ns, spans_n + static_cast<double>(from_spans.children));
+  }
+}
+
+TEST(DrainStats, SelfTimeEqualsTotalMinusChildSpansOfApiSpans) {
+  constexpr int kRoots = 200;
+  const TempDb db("stats-self-api");
+  const RunResult r = run({program_path("st_stats_api"), "nest", std::to_string(kRoots)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(drain_once(db).exit_code, 0);
+  Database d(db);
+  ASSERT_EQ(d.error, "");
+  const auto stats = self_from_stats(d, r.pid);
+  ASSERT_EQ(stats.size(), 3u);
+  EXPECT_EQ(stats.at("f").spans, kRoots);
+  EXPECT_EQ(stats.at("g").spans, 2 * kRoots);
+  EXPECT_EQ(stats.at("h").spans, 2 * kRoots);
+  // To the tick, from the statistics alone: every h is a child of a g and
+  // every g of an f, so g's self time is g's total less h's, f's is f's
+  // total less g's, and h (a leaf) has all of its own.
+  const auto ticks = [&](const char* name, const char* column) {
+    return d.number(std::string("SELECT sum(s.") + column + ") FROM call_sites s JOIN processes p USING "
+                    "(process_key) WHERE p.pid = " + std::to_string(r.pid) + " AND s.name = '" + name + "'");
+  };
+  EXPECT_GT(ticks("h", "total_ticks"), 0);
+  EXPECT_EQ(ticks("h", "self_ticks"), ticks("h", "total_ticks"));
+  EXPECT_EQ(ticks("g", "self_ticks"), ticks("g", "total_ticks") - ticks("h", "total_ticks"));
+  EXPECT_EQ(ticks("f", "self_ticks"), ticks("f", "total_ticks") - ticks("g", "total_ticks"));
+  expect_self_time_matches_spans(d, r.pid, {"f", "g", "h"});
+}
+
+// Instrumented functions (-finstrument-functions), recursion included.
+TEST(DrainStats, SelfTimeEqualsTotalMinusChildSpansOfInstrumentedFunctions) {
+  const TempDb db("stats-self-code");
+  const RunResult r = run({program_path("st_stats_threads"), "2", "200"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(drain_once(db).exit_code, 0);
+  Database d(db);
+  ASSERT_EQ(d.error, "");
+  std::vector<std::string> names;
+  for (const auto& [name, figures] : self_from_stats(d, r.pid)) {
+    if (name.find("outer") != std::string::npos || name.find("middle") != std::string::npos ||
+        name.find("leaf") != std::string::npos || name.find("deep") != std::string::npos) {
+      names.push_back(name);
+    }
+  }
+  ASSERT_EQ(names.size(), 4u);
+  EXPECT_EQ(d.number("SELECT count(*) FROM gaps g JOIN processes p USING (process_key) WHERE p.pid = " +
+                     std::to_string(r.pid)),
+            0);
+  expect_self_time_matches_spans(d, r.pid, names);
+}
+
 // The drain SIGKILLed at random points while statistics flow (an interval
 // every 10 ms), each time after it stored something, and restarted: every
 // call counted once.

@@ -143,8 +143,11 @@ INSTANTIATE_TEST_SUITE_P(
                    "invalid header: bad magic 0x1122334455667788"},
         Corruption{"ZeroMagic", [](SegmentBuilder& b) { b.header().magic = 0; },
                    "not yet initialized (magic is 0)"},
-        Corruption{"OtherMajor", [](SegmentBuilder& b) { b.header().abi_major = 2; },
-                   "abi_major 2 is not supported"},
+        Corruption{"OtherMajor", [](SegmentBuilder& b) { b.header().abi_major = 3; },
+                   "abi_major 3 is not supported"},
+        // Major 1's statistics slots were smaller (no self_ticks).
+        Corruption{"MajorOneSlots", [](SegmentBuilder& b) { b.header().abi_major = 1; },
+                   "abi_major 1 is not supported"},
         Corruption{"HeaderSize", [](SegmentBuilder& b) { b.header().header_size = 2048; },
                    "header_size 2048, expected 4096"},
         Corruption{"TotalSizeTooLarge",

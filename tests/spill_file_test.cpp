@@ -36,7 +36,8 @@ Batch sample(int tag) {
     rows.span_data.push_back({.ring = drain::kOverflowRing, .position = 9, .kind = "arg", .value = std::string(300, 'v')});
     rows.events.push_back({.kind = "exit", .value = -1});
     rows.gaps.push_back({.dropped = 17, .first_ns = -3});
-    rows.errors.push_back({.sequence = 4, .message = "boom", .frames = "0x1 0x2"});
+    rows.errors.push_back({.sequence = 4, .message = "boom", .frames = "0x1 0x2",
+                           .symbols = "f+0x1 /src/a.c:3\n0x2 (is in none of the process's 1 modules)"});
     if (s == 1) {
       rows.cursor = drain::ErrorCursorRow{3, 64, 1ull << 40};
       rows.fate = drain::ProcessFate{"crashed", 11, 99, ""};
@@ -67,6 +68,43 @@ TEST(SpillFile, BatchesRoundTripExactly) {
   for (std::size_t cut = 0; cut < bytes.size(); cut += 7) {
     EXPECT_FALSE(drain::deserialize(bytes.data(), cut)) << cut;
   }
+}
+
+// A frame written by a drain before format 2 ("SPL1": no self time, no
+// error symbols) still replays, its new fields empty.
+TEST(SpillFile, AnOlderFormatFrameStillReplays) {
+  const TempFile f;
+  const Batch b = sample(5);
+  const auto payload = drain::serialize(b, 1);
+  std::uint64_t sum = 14695981039346656037ull;  // FNV-1a 64, as the frame header holds
+  for (std::uint8_t byte : payload) sum = (sum ^ byte) * 1099511628211ull;
+  std::vector<std::uint8_t> frame(16);
+  const std::uint32_t magic = 0x53504c31, length = static_cast<std::uint32_t>(payload.size());  // "SPL1"
+  std::memcpy(frame.data(), &magic, 4);
+  std::memcpy(frame.data() + 4, &length, 4);
+  std::memcpy(frame.data() + 8, &sum, 8);
+  frame.insert(frame.end(), payload.begin(), payload.end());
+  {
+    const int fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+    ::close(fd);
+  }
+  auto spill = drain::SpillFile::open(f.path, 1 << 20);
+  ASSERT_TRUE(spill) << spill.error();
+  ASSERT_TRUE(spill->append(b));  // a format-2 frame after it
+  EXPECT_EQ(spill->batches(), 2u);
+  std::vector<Batch> replayed;
+  auto done = spill->replay([&](const Batch& got) -> std::expected<void, std::string> {
+    replayed.push_back(got);
+    return {};
+  });
+  ASSERT_TRUE(done) << done.error();
+  ASSERT_EQ(replayed.size(), 2u);
+  EXPECT_EQ(replayed[0].segments[0].errors[0].message, "boom");
+  EXPECT_EQ(replayed[0].segments[0].errors[0].symbols, "") << "format 1 had none";
+  EXPECT_EQ(replayed[1].segments[0].errors[0].symbols, b.segments[0].errors[0].symbols);
+  EXPECT_TRUE(same(replayed[1], b));
 }
 
 TEST(SpillFile, ReplaysInOrderThenEmpties) {

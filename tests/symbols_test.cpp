@@ -310,6 +310,37 @@ TEST(Resolver, AddressInNoModuleIsAnError) {
   EXPECT_TRUE(contains(error_at(resolver, 0), "is in none of")) << error_at(resolver, 0);
 }
 
+// One frame as a line: "function+0xoffset" (this test is built without line
+// information unless -g: then " file:line" follows), or "0xADDR (why)".
+TEST(Resolver, DescribeFrameFormatsFunctionOffsetOrAddressAndWhy) {
+  Resolver resolver = make_resolver(shmtrace::symbols::modules_of_this_process());
+  const std::uint64_t lookup = function_address(&app::db::lookup);
+  const std::string exact = resolver.describe_frame(lookup + 3, false);
+  EXPECT_TRUE(exact.starts_with("app::db::lookup(int)+0x3")) << exact;
+  auto symbol = resolver.resolve(lookup + 3);
+  ASSERT_TRUE(symbol.has_value());
+  EXPECT_EQ(exact, symbol->file.empty() ? "app::db::lookup(int)+0x3"
+                                        : "app::db::lookup(int)+0x3 " + symbol->file + ":" +
+                                              std::to_string(symbol->line));
+  // A return address right after a function's last byte (a call to a
+  // noreturn function at its end) is looked up one byte back: still the
+  // caller, with the address's own offset.
+  EXPECT_TRUE(resolver.describe_frame(lookup + 1, true).starts_with("app::db::lookup(int)+0x1"))
+      << resolver.describe_frame(lookup + 1, true);
+  EXPECT_FALSE(resolver.describe_frame(lookup, true).starts_with("app::db::lookup(int)"))
+      << "one byte back of a function's start is another function";
+
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  const std::uint64_t nowhere = address_of(page) + 16;
+  ::munmap(page, 4096);
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(nowhere));
+  const std::string unknown = resolver.describe_frame(nowhere, false);
+  EXPECT_EQ(unknown.rfind(std::string(hex) + " (is in none of the process's ", 0), 0u) << unknown;
+  EXPECT_TRUE(unknown.ends_with(" modules)")) << unknown;
+}
+
 TEST(Resolver, ResultsAreCachedPerAddress) {
   Resolver resolver = make_resolver(shmtrace::symbols::modules_of_this_process());
   const std::uint64_t address = function_address(&app::db::lookup) + 1;

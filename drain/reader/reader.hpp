@@ -214,9 +214,15 @@ struct CallSiteStats {
   std::uint64_t unfinished = 0;  // frames closed without their end (longjmp)
   std::uint64_t completed = 0;   // ends with a duration: the histogram's total
   std::uint64_t total_ticks = 0;
+  // Of total_ticks, the time outside traced callees: each ended call's
+  // duration minus its ended children's (API spans and instrumented calls
+  // directly below it on its thread's stack). An unfinished child's time
+  // counts as its parent's own. <= total_ticks once the owner is quiet.
+  std::uint64_t self_ticks = 0;
   std::uint64_t min_ticks = 0;   // 0 when completed == 0
   std::uint64_t max_ticks = 0;
   double total_ns = 0;
+  double self_ns = 0;
   double min_ns = 0;
   double max_ns = 0;
   double ns_per_tick = 1;

@@ -49,6 +49,7 @@ Result<CallSiteStats> read_slot(const detail::SegmentState& impl, std::uint32_t 
   out.calls = abi::atomic_load(slot.calls, std::memory_order_relaxed);
   out.errors = abi::atomic_load(slot.errors, std::memory_order_relaxed);
   out.total_ticks = abi::atomic_load(slot.total_ticks, std::memory_order_relaxed);
+  out.self_ticks = abi::atomic_load(slot.self_ticks, std::memory_order_relaxed);
   out.tid = abi::atomic_load(slot.last_tid, std::memory_order_relaxed);
   if (saturating_add(out.completed, out.unfinished) > out.calls) {
     return bad(impl, ring, where + "histogram count " + std::to_string(out.completed) + " + unfinished " +
@@ -63,6 +64,7 @@ Result<CallSiteStats> read_slot(const detail::SegmentState& impl, std::uint32_t 
     }
   }
   out.total_ns = static_cast<double>(out.total_ticks) * ns_per_tick;
+  out.self_ns = static_cast<double>(out.self_ticks) * ns_per_tick;
   out.min_ns = static_cast<double>(out.min_ticks) * ns_per_tick;
   out.max_ns = static_cast<double>(out.max_ticks) * ns_per_tick;
   return out;

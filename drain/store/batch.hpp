@@ -110,6 +110,10 @@ struct ErrorRow {
   std::uint32_t signal = 0;
   std::uint64_t fault_address = 0;
   std::string frames;  // hex addresses separated by spaces
+  // The frames symbolized when stored, one line each (symbols::Resolver::
+  // describe_frame): "function+0xoffset file:line", "function+0xoffset",
+  // or "0xADDR (why)"; "" without frames.
+  std::string symbols;
 };
 
 // How far the error area was read (chunk, offset, spill offset), stored in
@@ -138,6 +142,7 @@ struct CallStatsSnapshot {
   std::uint64_t unfinished = 0;
   std::uint64_t completed = 0;
   std::uint64_t total_ticks = 0;
+  std::uint64_t self_ticks = 0;  // total_ticks less the traced callees' time
   std::uint64_t min_ticks = 0;
   std::uint64_t max_ticks = 0;
   std::string histogram;  // store/histogram_blob.hpp layout, with the clock

@@ -277,6 +277,18 @@ class Converter {
     if (d.kind == RecordKind::kThreadStart || d.kind == RecordKind::kThreadEnd) {
       r.kind = d.kind == RecordKind::kThreadStart ? "thread_start" : "thread_end";
       r.name = std::string(d.thread.name, ::strnlen(d.thread.name, sizeof d.thread.name));
+    } else if (d.kind == RecordKind::kFork) {
+      // How the child was started; a spawned or vfork'ed child's program.
+      r.kind = (d.flags & abi::kForkViaSpawn) != 0   ? "spawn"
+               : (d.flags & abi::kForkViaVfork) != 0 ? "vfork"
+               : (d.flags & abi::kForkViaClone) != 0 ? "clone"
+                                                      : "fork";
+      r.name = c_.text_of(d.name_id);
+    } else if (d.kind == RecordKind::kExec) {
+      // Exec records are failed execs, or the exec of a vfork or spawn
+      // child told by its parent (value: the pid that exec'd).
+      r.kind = (d.flags & abi::kStatusErr) != 0 ? "exec_failed" : "exec";
+      r.name = c_.text_of(d.name_id);
     } else {
       r.kind = abi::record_kind_name(d.kind);
       r.name = c_.text_of(d.name_id);
@@ -399,6 +411,7 @@ reader::Result<CollectStats> SegmentConsumer::collect(Batch& batch, std::size_t 
   for (const reader::ErrorRecord& e : errors->errors) {
     rows.errors.push_back(error_row(segment_, e));
     ErrorRow& r = rows.errors.back();
+    r.symbols = symbolize_frames(e);
     r.group = text_of(e.group_id);
     r.span_name = text_of(e.span_name_id);
     if (redactor_ != nullptr) {
@@ -600,21 +613,49 @@ std::uint64_t SegmentConsumer::dropped_bound(std::uint32_t ring) const {
 const std::string& SegmentConsumer::function_at(std::uint64_t address) {
   auto known = functions_.find(address);
   if (known != functions_.end()) return known->second;
-  if (!resolver_) {
-    std::vector<symbols::Module> modules;
-    if (auto listed = segment_.modules()) {
-      for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
-    }
-    if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
-  }
   // An address the resolver cannot name keeps the runtime's "@0x" form.
   char fallback[24];
   std::snprintf(fallback, sizeof fallback, "@0x%llx", static_cast<unsigned long long>(address));
   std::string name = fallback;
-  if (resolver_) {
-    if (auto symbol = resolver_->resolve(address)) name = symbol->function;
+  if (symbols::Resolver* r = resolver()) {
+    if (auto symbol = r->resolve(address)) name = symbol->function;
   }
   return functions_.emplace(address, std::move(name)).first->second;
+}
+
+symbols::Resolver* SegmentConsumer::resolver() {
+  auto listed = segment_.modules();
+  const std::size_t count = listed ? listed->size() : 0;
+  if (!resolver_ || count > resolver_modules_) {
+    std::vector<symbols::Module> modules;
+    if (listed) {
+      for (const reader::ModuleRecord& m : *listed) modules.push_back({m.path, m.base, m.size, m.build_id_hex});
+    }
+    resolver_.reset();
+    if (auto made = symbols::Resolver::create(std::move(modules))) resolver_.emplace(std::move(*made));
+    resolver_modules_ = count;
+  }
+  return resolver_ ? &*resolver_ : nullptr;
+}
+
+std::string SegmentConsumer::symbolize_frames(const reader::ErrorRecord& error) {
+  std::string out;
+  if (error.frames.empty()) return out;
+  symbols::Resolver* r = resolver();
+  for (std::size_t i = 0; i < error.frames.size(); ++i) {
+    const std::uint64_t address = error.frames[i];
+    if (!out.empty()) out += '\n';
+    const bool return_address = !(i == 0 && error.kind == abi::ErrorKind::kCrash);
+    if (r != nullptr) {
+      out += r->describe_frame(address, return_address);
+    } else {
+      char buffer[80];
+      std::snprintf(buffer, sizeof buffer, "0x%llx (no symbol reader: libdwfl did not start)",
+                    static_cast<unsigned long long>(address));
+      out += buffer;
+    }
+  }
+  return out;
 }
 
 reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {
@@ -657,6 +698,7 @@ reader::Result<void> SegmentConsumer::snapshot_stats(SegmentRows& rows) {
     row.unfinished = s.unfinished;
     row.completed = s.completed;
     row.total_ticks = s.total_ticks;
+    row.self_ticks = s.self_ticks;
     row.min_ticks = s.min_ticks;
     row.max_ticks = s.max_ticks;
     histogram::Histogram h;
@@ -712,6 +754,20 @@ reader::Result<void> SegmentConsumer::collect_fate(Batch& batch) {
     rows.call_stats.clear();  // from this snapshot: may be zeros
     stats_pending_.clear();
     return std::unexpected(truncated());
+  }
+  if (segment_.state() == abi::ProcessState::kExeced) {
+    // The image exec'd itself: the runtime left no record of it (only a
+    // failed exec writes one), so its one exec event comes from here.
+    // Ring kNoRing, position 0: no record has that key, and storing the
+    // fate twice stores the event once.
+    ProcessEventRow exec;
+    exec.ring = abi::kNoRing;
+    exec.position = 0;
+    exec.kind = "exec";
+    exec.ts_ns = fate.end_ns;
+    exec.name = fate.exec_target;
+    exec.value = segment_.header().pid;
+    rows.events.push_back(std::move(exec));
   }
   rows.fate = std::move(fate);
   return {};

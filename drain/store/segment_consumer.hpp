@@ -100,6 +100,10 @@ class SegmentConsumer {
   std::int64_t process_now_ns() const;
   // An instrumented function's name by address ("@0x<addr>" when unknown).
   const std::string& function_at(std::uint64_t address);
+  // An error's frames, one line each (symbols::Resolver::describe_frame):
+  // a crash's first frame is the faulting instruction, every other frame a
+  // return address.
+  std::string symbolize_frames(const reader::ErrorRecord& error);
 
  private:
   SegmentRows& rows_in(Batch& batch) const;
@@ -120,6 +124,10 @@ class SegmentConsumer {
   // Names of instrumented functions the runtime could only give by address
   // ("@0x..."), resolved through the segment's module map (P9), per name id.
   std::optional<symbols::Resolver> resolver_;
+  std::size_t resolver_modules_ = 0;  // modules the resolver was made from
+  // The resolver of the segment's module map, made again when the process
+  // loaded more objects since (dlopen); null when libdwfl cannot start.
+  symbols::Resolver* resolver();
   std::map<std::uint32_t, std::string> names_;
   std::map<std::uint32_t, std::string> texts_;       // text_of(), redacted
   std::map<std::uint32_t, bool> strings_known_;       // string_known()

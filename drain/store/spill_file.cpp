@@ -12,7 +12,13 @@
 namespace shmtrace::drain {
 namespace {
 
-constexpr std::uint32_t kFrameMagic = 0x53504c31;  // "SPL1"
+// The magic carries the payload's format version: "SPL2" frames add
+// call_stats.self_ticks and errors.symbols to "SPL1"'s rows. A drain writes
+// the newest and reads both (an SPL1 batch stores with self time 0 and
+// unsymbolized errors).
+constexpr std::uint32_t kFrameMagicV1 = 0x53504c31;  // "SPL1"
+constexpr std::uint32_t kFrameMagic = 0x53504c32;    // "SPL2"
+constexpr std::uint32_t kFormatVersion = kSpillFormatVersion;
 constexpr std::size_t kFrameHeader = 16;
 
 std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n) {
@@ -103,11 +109,13 @@ template <class IO>
 void fields(IO& io, ErrorRow& r) {
   io(r.sequence, r.ts_ns, r.kind, r.tid, r.span_id, r.trace_id, r.group, r.span_name, r.type, r.message, r.preview,
      r.signal, r.fault_address, r.frames);
+  if (io.version >= 2) io(r.symbols);
 }
 template <class IO>
 void fields(IO& io, CallStatsSnapshot& r) {
   io(r.ring, r.slot, r.tid, r.kind, r.name, r.code, r.ts_ns, r.calls, r.errors, r.unfinished, r.completed,
      r.total_ticks, r.min_ticks, r.max_ticks, r.histogram);
+  if (io.version >= 2) io(r.self_ticks);
 }
 template <class IO>
 void fields(IO& io, ErrorCursorRow& r) {
@@ -120,6 +128,7 @@ void fields(IO& io, ProcessFate& r) {
 
 struct Out {
   Writer& w;
+  std::uint32_t version;
   void one(const std::string& s) { w.str(s); }
   template <class T>
   void one(const T& v) {
@@ -133,6 +142,7 @@ struct Out {
 
 struct In {
   Reader& r;
+  std::uint32_t version;
   void one(std::string& s) { s = r.str(); }
   template <class T>
   void one(T& v) {
@@ -145,38 +155,44 @@ struct In {
 };
 
 template <class Row>
-void put_rows(Writer& w, const std::vector<Row>& rows) {
+void put_rows(Writer& w, std::uint32_t version, const std::vector<Row>& rows) {
   w.u64(rows.size());
-  Out out{w};
+  Out out{w, version};
   for (const Row& r : rows) fields(out, const_cast<Row&>(r));  // fields() only reads through Out
 }
 
 template <class Row>
-void get_rows(Reader& r, std::vector<Row>& rows) {
+void get_rows(Reader& r, std::uint32_t version, std::vector<Row>& rows) {
   const std::size_t n = r.count(8);
   rows.resize(n);
-  In in{r};
+  In in{r, version};
   for (Row& row : rows) fields(in, row);
 }
 
 template <class Row>
-void put_optional(Writer& w, const std::optional<Row>& v) {
+void put_optional(Writer& w, std::uint32_t version, const std::optional<Row>& v) {
   w.u64(v ? 1 : 0);
-  Out out{w};
+  Out out{w, version};
   if (v) fields(out, const_cast<Row&>(*v));
 }
 
 template <class Row>
-void get_optional(Reader& r, std::optional<Row>& v) {
+void get_optional(Reader& r, std::uint32_t version, std::optional<Row>& v) {
   if (r.u64() == 0) return;
   v.emplace();
-  In in{r};
+  In in{r, version};
   fields(in, *v);
 }
 
+struct Frame {
+  std::uint32_t version = 0;
+  std::vector<std::uint8_t> payload;
+  std::size_t size() const { return payload.size(); }
+};
+
 // The payload of the frame at `at`, checked (magic, length within the file,
 // checksum); nothing when the frame is torn or corrupt.
-std::optional<std::vector<std::uint8_t>> read_frame(int fd, std::uint64_t at, std::uint64_t file_size) {
+std::optional<Frame> read_frame(int fd, std::uint64_t at, std::uint64_t file_size) {
   std::uint8_t header[kFrameHeader];
   if (at + kFrameHeader > file_size ||
       ::pread(fd, header, sizeof header, static_cast<off_t>(at)) != static_cast<ssize_t>(sizeof header)) {
@@ -187,52 +203,55 @@ std::optional<std::vector<std::uint8_t>> read_frame(int fd, std::uint64_t at, st
   std::memcpy(&magic, header, 4);
   std::memcpy(&length, header + 4, 4);
   std::memcpy(&sum, header + 8, 8);
-  if (magic != kFrameMagic || length > file_size - at - kFrameHeader) return std::nullopt;
+  if ((magic != kFrameMagic && magic != kFrameMagicV1) || length > file_size - at - kFrameHeader) return std::nullopt;
   std::vector<std::uint8_t> payload(length);
   if (::pread(fd, payload.data(), length, static_cast<off_t>(at + kFrameHeader)) != static_cast<ssize_t>(length) ||
       fnv1a(payload.data(), length) != sum) {
     return std::nullopt;
   }
-  return payload;
+  return Frame{magic == kFrameMagicV1 ? 1u : kFormatVersion, std::move(payload)};
 }
 
 }  // namespace
 
-std::vector<std::uint8_t> serialize(const Batch& batch) {
+std::vector<std::uint8_t> serialize(const Batch& batch, std::uint32_t version) {
   Writer w;
   w.u64(batch.records);
   w.u64(batch.segments.size());
-  Out out{w};
+  Out out{w, version};
   for (const SegmentRows& s : batch.segments) {
     fields(out, const_cast<ProcessRow&>(s.process));
-    put_rows(w, s.spans);
-    put_rows(w, s.span_data);
-    put_rows(w, s.events);
-    put_rows(w, s.gaps);
-    put_rows(w, s.errors);
-    put_rows(w, s.call_stats);
-    put_optional(w, s.cursor);
-    put_optional(w, s.fate);
+    put_rows(w, version, s.spans);
+    put_rows(w, version, s.span_data);
+    put_rows(w, version, s.events);
+    put_rows(w, version, s.gaps);
+    put_rows(w, version, s.errors);
+    put_rows(w, version, s.call_stats);
+    put_optional(w, version, s.cursor);
+    put_optional(w, version, s.fate);
   }
   return std::move(w.out);
 }
 
-std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::size_t size) {
+std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::size_t size, std::uint32_t version) {
+  if (version < 1 || version > kFormatVersion) {
+    return std::unexpected("spilled batch format " + std::to_string(version) + " is not one this drain reads");
+  }
   Reader r(data, size);
   Batch batch;
   batch.records = r.u64();
   batch.segments.resize(r.count(8));
-  In in{r};
+  In in{r, version};
   for (SegmentRows& s : batch.segments) {
     fields(in, s.process);
-    get_rows(r, s.spans);
-    get_rows(r, s.span_data);
-    get_rows(r, s.events);
-    get_rows(r, s.gaps);
-    get_rows(r, s.errors);
-    get_rows(r, s.call_stats);
-    get_optional(r, s.cursor);
-    get_optional(r, s.fate);
+    get_rows(r, version, s.spans);
+    get_rows(r, version, s.span_data);
+    get_rows(r, version, s.events);
+    get_rows(r, version, s.gaps);
+    get_rows(r, version, s.errors);
+    get_rows(r, version, s.call_stats);
+    get_optional(r, version, s.cursor);
+    get_optional(r, version, s.fate);
   }
   if (!r.ok() || !r.done()) return std::unexpected(std::string("malformed spilled batch"));
   return batch;
@@ -281,7 +300,7 @@ SpillFile::~SpillFile() {
 }
 
 std::expected<void, std::string> SpillFile::append(const Batch& batch) {
-  const std::vector<std::uint8_t> payload = serialize(batch);
+  const std::vector<std::uint8_t> payload = serialize(batch, kFormatVersion);
   if (payload.size() > 0xffffffffu) return std::unexpected(std::string("batch too large to spill"));
   if (size_ + kFrameHeader + payload.size() > max_bytes_) {
     return std::unexpected("spill file " + path_ + " is full (" + std::to_string(size_) + " of " +
@@ -335,7 +354,7 @@ std::expected<std::uint64_t, std::string> SpillFile::replay(
   while (at < size_) {
     const auto payload = read_frame(fd_, at, size_);
     if (!payload) return std::unexpected("cannot read spill file " + path_ + " at offset " + std::to_string(at));
-    auto batch = deserialize(payload->data(), payload->size());
+    auto batch = deserialize(payload->payload.data(), payload->size(), payload->version);
     if (!batch) {
       if (auto kept = keep_rejected(at, payload->size()); !kept) return std::unexpected(kept.error());
       if (rejected) {

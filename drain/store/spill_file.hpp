@@ -3,7 +3,9 @@
 // database returns, replay() stores them in order and empties the file.
 //
 // Format: a sequence of frames [magic u32][length u32][FNV-1a 64 of the
-// payload][payload], the payload a serialized Batch. A frame is durable once
+// payload][payload], the payload a serialized Batch; the magic names the
+// payload's format ("SPL1", "SPL2": spill_file.cpp), and every known one is
+// read back. A frame is durable once
 // append() returns (fdatasync). A torn frame at the end (the drain died in
 // the middle of an append) is cut off at open: its records were never handed
 // back, so shared memory still holds them. Replaying twice is harmless: the
@@ -21,9 +23,12 @@
 
 namespace shmtrace::drain {
 
-// Batch <-> bytes (exposed for the tests).
-std::vector<std::uint8_t> serialize(const Batch& batch);
-std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::size_t size);
+// Batch <-> bytes (exposed for the tests). `version`: the payload format,
+// 1 ("SPL1" frames: no self time, no error symbols) or 2 ("SPL2", written).
+inline constexpr std::uint32_t kSpillFormatVersion = 2;
+std::vector<std::uint8_t> serialize(const Batch& batch, std::uint32_t version = kSpillFormatVersion);
+std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::size_t size,
+                                              std::uint32_t version = kSpillFormatVersion);
 
 class SpillFile {
  public:

@@ -60,22 +60,25 @@ constexpr std::array<const char*, kStatementCount> kStatements = {
     "INSERT OR IGNORE INTO gaps (process_key, ring, position, tid, ts_ns, dropped, first_ns, last_ns) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "INSERT OR IGNORE INTO errors (process_key, sequence, ts_ns, kind, tid, span_id, trace_id, grp, span_name, "
-    "type, message, preview, signal, fault_address, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "type, message, preview, signal, fault_address, frames, symbols) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "SELECT c.chunk, c.offset, c.spill_offset FROM error_cursors c JOIN processes p USING (process_key) "
     "WHERE p.segment = ?",
     "INSERT INTO error_cursors (process_key, chunk, offset, spill_offset) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (process_key) DO UPDATE SET chunk = excluded.chunk, offset = excluded.offset, "
     "spill_offset = excluded.spill_offset",
     "INSERT INTO metrics (ts_ns, name, labels, value) VALUES (?, ?, ?, ?)",
-    "SELECT site_key, last_ns, calls, errors, unfinished, completed, total_ticks, min_ticks, max_ticks, histogram "
+    "SELECT site_key, last_ns, calls, errors, unfinished, completed, total_ticks, min_ticks, max_ticks, histogram, "
+    "self_ticks "
     "FROM call_sites WHERE process_key = ? AND ring = ? AND slot = ?",
     "INSERT INTO call_sites (process_key, ring, slot, kind, name, code, last_ns, calls, errors, unfinished, "
     "completed, total_ticks, min_ticks, max_ticks, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, ?) "
     "RETURNING site_key",
     "UPDATE call_sites SET last_ns = ?, calls = ?, errors = ?, unfinished = ?, completed = ?, total_ticks = ?, "
-    "min_ticks = ?, max_ticks = ?, histogram = ? WHERE site_key = ?",
+    "min_ticks = ?, max_ticks = ?, histogram = ?, self_ticks = ? WHERE site_key = ?",
     "INSERT OR IGNORE INTO call_stats (site_key, end_ns, start_ns, process_key, tid, name, calls, errors, "
-    "unfinished, completed, total_ns, min_ns, max_ns, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "unfinished, completed, total_ns, min_ns, max_ns, histogram, self_ns) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "UPDATE processes SET records_dropped = records_dropped + ? WHERE process_key = ?",
     "SELECT records_dropped FROM processes WHERE process_key = ?",
 };
@@ -256,7 +259,7 @@ StoreResult<void> Store::Impl::write_segment(const SegmentRows& rows, std::map<s
   const std::int64_t k = *key;
   for (const ErrorRow& r : rows.errors) {
     sql::Binder{get(kError)}(k)(r.sequence)(r.ts_ns)(r.kind)(r.tid)(r.span_id)(r.trace_id)(r.group)(r.span_name)(
-        r.type)(r.message)(r.preview)(r.signal)(r.fault_address)(r.frames);
+        r.type)(r.message)(r.preview)(r.signal)(r.fault_address)(r.frames)(r.symbols);
     if (auto ok = step(get(kError), "insert error"); !ok) return ok;
   }
   if (rows.cursor) {
@@ -351,6 +354,7 @@ StoreResult<void> Store::Impl::write_call_stats(std::int64_t process_key, std::i
     auto stored = histogram::decode(sqlite3_column_blob(get_site, 9),
                                     static_cast<std::size_t>(sqlite3_column_bytes(get_site, 9)));
     if (stored) base_histogram = std::move(*stored);
+    base.self_ticks = column(10);
     rc = sqlite3_step(get_site);
   }
   sqlite3_reset(get_site);
@@ -394,11 +398,14 @@ StoreResult<void> Store::Impl::write_call_stats(std::int64_t process_key, std::i
   }
   const std::string delta_blob = histogram::encode(delta);
   row.blob(delta_blob);
+  // Self time only grows too; a snapshot from before self time was kept
+  // (an older spilled batch: 0) adds nothing rather than going negative.
+  row(static_cast<double>(r.self_ticks > base.self_ticks ? r.self_ticks - base.self_ticks : 0) * ns_per_tick);
   if (auto ok = step(insert, "insert call statistics"); !ok) return ok;
   sqlite3_stmt* update = get(kSiteUpdate);
   sql::Binder{update}(end_ns)(r.calls)(r.errors)(r.unfinished)(r.completed)(r.total_ticks)(r.min_ticks)(
       r.max_ticks)
-      .blob(r.histogram)(site);
+      .blob(r.histogram)(std::max(r.self_ticks, base.self_ticks))(site);
   return step(update, "update call site");
 }
 

@@ -43,7 +43,7 @@ struct StoreError {
 template <class T>
 using StoreResult = std::expected<T, StoreError>;
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 4;  // schema::main_migrations() has one per version
 
 // Process-wide SQLite settings of a drain, to call before any other SQLite
 // use: no memory statistics (they take a global mutex at every allocation;

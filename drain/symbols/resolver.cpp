@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <unordered_map>
 
 #include "shmtrace/repr.hpp"
@@ -234,7 +235,20 @@ std::expected<Symbol, std::string> Resolver::Impl::lookup(std::uint64_t address)
     return std::unexpected(where + " (" + hex_address(address - entry.module.base) + " in " +
                            entry.module.path + ") is in no function of its symbol table");
   }
-  return Symbol{demangle(name), entry.module.path, offset};
+  Symbol symbol{demangle(name), entry.module.path, offset, {}, 0};
+  if (Dwfl_Line* source = dwfl_module_getsrc(entry.dwfl_module, address)) {
+    int line = 0;
+    if (const char* file = dwfl_lineinfo(source, nullptr, &line, nullptr, nullptr, nullptr);
+        file != nullptr && file[0] != '\0' && line > 0) {
+      // A relative name is relative to the compilation's directory.
+      std::filesystem::path path(file);
+      const char* directory = dwfl_line_comp_dir(source);
+      if (path.is_relative() && directory != nullptr && directory[0] != '\0') path = directory / path;
+      symbol.file = path.lexically_normal().string();
+      symbol.line = line;
+    }
+  }
+  return symbol;
 }
 
 Resolver::Resolver(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -247,6 +261,21 @@ std::expected<Symbol, std::string> Resolver::resolve(std::uint64_t address) {
   auto result = impl_->lookup(address);
   impl_->cache.emplace(address, result);
   return result;
+}
+
+std::string Resolver::describe_frame(std::uint64_t address, bool return_address) {
+  const std::uint64_t at = return_address && address > 0 ? address - 1 : address;
+  auto symbol = resolve(at);
+  if (!symbol) {
+    // The lookup's message starts with the address it looked up.
+    std::string why = symbol.error();
+    const std::string prefix = "address " + hex_address(at);
+    if (why.starts_with(prefix)) why.erase(0, prefix.size() + (why.compare(prefix.size(), 2, ": ") == 0 ? 2 : 1));
+    return hex_address(address) + " (" + why + ")";
+  }
+  std::string out = symbol->function + "+" + hex_address(symbol->offset_in_function + (address - at));
+  if (!symbol->file.empty()) out += " " + symbol->file + ":" + std::to_string(symbol->line);
+  return out;
 }
 
 std::vector<std::string> Resolver::module_errors() const {

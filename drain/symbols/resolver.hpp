@@ -28,6 +28,13 @@ struct Symbol {
   std::string function;                  // demangled ("app::db::Store::get(int)"); C names as is
   std::string module;                    // path of the object it is in
   std::uint64_t offset_in_function = 0;  // address - the function's start
+  // The source line of the address, from the object's DWARF line table (or
+  // its separate debug info): the file as the compiler named it, joined to
+  // the compilation's directory when relative, made lexically normal
+  // ("a/b/../c.c" -> "a/c.c"). Empty and 0 when the object
+  // has no line information for it.
+  std::string file;
+  int line = 0;
 };
 
 // Not thread-safe: one Resolver per thread (libdwfl sessions are not shared).
@@ -47,6 +54,17 @@ class Resolver {
   // The function containing `address`. Results, errors included, are cached
   // per address.
   std::expected<Symbol, std::string> resolve(std::uint64_t address);
+
+  // One frame of a stack as a line of text:
+  //   "function+0xoffset file:line"  with line information,
+  //   "function+0xoffset"            without,
+  //   "0xADDR (why)"                 when the address cannot be named.
+  // `return_address`: the frame is a return address (every frame of a
+  // backtrace but a fault's own instruction): it is looked up one byte
+  // back, inside the call, so that a call at a function's very end (to a
+  // noreturn function: a throw) names the caller and the call's line, not
+  // what follows; the offset printed is still the address's own.
+  std::string describe_frame(std::uint64_t address, bool return_address);
 
   // Per module, in the order given: "" when usable, else why not.
   std::vector<std::string> module_errors() const;

@@ -143,7 +143,9 @@
 //              | RingControl        |   cache line 3: stats_used
 //              | Record[capacity]   |
 //              +--------------------+ ring_offset(h, i) + ring_stats_offset(h)
-//              | StatsSlot 0        |   a call site: key + counters + histogram
+//              | StatsSlot 0        |   a call site: key + counters (line 0:
+//              |                    |   what entry and end write), unfinished
+//              |                    |   + reserved (line 1), histogram
 //              | ...                |
 //              | StatsSlot n-2      |
 //              | StatsSlot n-1      |   "other": every call site that found
@@ -162,7 +164,11 @@
 //     then kind (release), then stats_used + 1 (release); if the table is
 //     full, use the "other" slot (its kind is set when the ring is claimed).
 //   enter: calls += 1 (relaxed store).
-//   end:   errors += 1 (ERR), total_ticks, min_ticks, max_ticks (relaxed);
+//   end:   errors += 1 (ERR), self_ticks, total_ticks, min_ticks, max_ticks
+//          (relaxed); self_ticks adds the call's duration minus the summed
+//          durations of its ended children (API spans and instrumented
+//          calls directly below it on the same thread's stack, sampled out
+//          or dropped alike; an unfinished child adds nothing);
 //          buckets[bucket_of(duration)] += 1 (release: pairs with the
 //          reader's acquire load, so a reader that sees the bucket sees the
 //          calls += 1 of the same call). The runtime defers this bump to the
@@ -199,8 +205,10 @@ namespace shmtrace::abi {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x31454741'4d485354ULL;  // "TSHMAGE1"
 inline constexpr std::uint64_t kErrorChunkMagic = 0x314b4e48'43525245ULL;  // "ERRCHNK1"
-inline constexpr std::uint16_t kAbiMajor = 1;
-inline constexpr std::uint16_t kAbiMinor = 2;  // 1: call-site statistics, kSpanUnfinished; 2: session
+inline constexpr std::uint16_t kAbiMajor = 2;  // 2: StatsSlot.self_ticks (the slot grew)
+// Minors count on across majors (the "minor N" notes below stay true):
+// 1: call-site statistics, kSpanUnfinished; 2: session.
+inline constexpr std::uint16_t kAbiMinor = 2;
 inline constexpr char kSegmentNamePrefix[] = "shmtrace.";
 inline constexpr char kErrorChunkInfix[] = ".err.";
 inline constexpr char kSpillSuffix[] = ".errors";
@@ -347,6 +355,11 @@ inline constexpr std::uint8_t kSpanRemoteParent = 0x02;  // parent came from TRA
 // the runtime noticed, not when the frame was left.
 inline constexpr std::uint8_t kSpanUnfinished = 0x04;
 
+// Record.flags of Fork records (minor 2): how the child was started; 0: fork().
+inline constexpr std::uint8_t kForkViaVfork = 0x10;  // vfork(): name_id = what the child exec'd, if it did
+inline constexpr std::uint8_t kForkViaSpawn = 0x20;  // posix_spawn/posix_spawnp: name_id = the program
+inline constexpr std::uint8_t kForkViaClone = 0x40;  // clone() without CLONE_THREAD
+
 // Record.flags for Arg records: value type in the low nibble, then bits.
 enum class ValueType : std::uint8_t {
   kInt = 1,     // int64 in aux
@@ -378,8 +391,17 @@ inline constexpr std::uint8_t kArgTruncated = 0x40;  // value cut at max_repr
 //   DropMarker    0                next rec.   0            records dropped   DropPayload
 //   ThreadStart   thread name id   at          0            tid               ThreadPayload
 //   ThreadEnd     0                at          0            tid               ThreadPayload
-//   ProcessStart/Fork/Exec/Exit: reserved for the preload (issue 3);
-//                                aux = pid/child pid/exit status.
+//   ProcessStart  0                at          cur. span    ppid              -
+//   Fork          target or 0      at          cur. span    child pid         -
+//                 (flags: how the child was started, kForkVia* above; a
+//                 spawn's or vfork child's program in name_id)
+//   Exec          target           at          cur. span    pid that exec'd   -
+//                 (a failed exec only, with kStatusErr, in the image that
+//                 tried; or written by the parent for the exec of a vfork
+//                 or posix_spawn child, kStatusErr if it failed. A
+//                 successful exec of the image itself leaves no record: its
+//                 header's state kExeced and exec_target_id say it)
+//   Exit          0                at          cur. span    exit status       -
 // Values longer than the payload continue in the next records of the same
 // ring (or overflow group), each a ContinuationRecord carrying 56 bytes;
 // `size` of the head record is the number of inline payload bytes used.
@@ -677,19 +699,28 @@ inline constexpr std::uint64_t stats_bucket_upper(std::uint32_t bucket) noexcept
   return stats_bucket_lower(bucket) + (std::uint64_t{1} << shift) - 1;
 }
 
+// Major 2 added self_ticks. Every field a call's end writes (errors,
+// self_ticks, total_ticks, min_ticks, max_ticks) shares the first cache line
+// with calls (written at entry), so an end still touches one line of the
+// slot besides its histogram bucket; unfinished, written only when a longjmp
+// or a missing end closes a frame, moved to the second line to make room.
+// The second line's rest is reserved (zero) for future minors, and keeps the
+// slot a whole number of cache lines, so every slot's first line is one line.
 struct StatsSlot {
   std::uint32_t kind;          // CallSiteKind; store (release) after key (assignment)
   std::uint32_t last_tid;      // kernel tid of the last thread that used the slot
   std::uint64_t key;           // name id (kName) or code address (kCode); 0 for kOther
   std::uint64_t calls;         // entries, counted at entry (sampled out and dropped included)
   std::uint64_t errors;        // ends with status ERR (an exception, an explicit ERR)
-  std::uint64_t unfinished;    // frames closed without their end; store (release)
+  std::uint64_t self_ticks;    // sum over ended calls of duration minus their children's durations
   std::uint64_t total_ticks;   // sum of the durations of ended calls
   std::uint64_t min_ticks;     // ~0 until the first end
   std::uint64_t max_ticks;
+  std::uint64_t unfinished;    // frames closed without their end; store (release)
+  std::uint64_t reserved[7];   // zero
   std::uint64_t buckets[kStatsBuckets];  // ended calls per duration bucket; store (release)
 };
-inline constexpr std::uint64_t kStatsSlotBytes = 64 + 8ull * kStatsBuckets;  // 9792
+inline constexpr std::uint64_t kStatsSlotBytes = 128 + 8ull * kStatsBuckets;  // 9856
 
 // ---------------------------------------------------------------------------
 // Error area: chunk objects and entries (see protocol above).
@@ -795,7 +826,9 @@ static_assert(offsetof(RingControl, state) == 2 * kCacheLine);
 static_assert(offsetof(RingControl, stats_used) == 3 * kCacheLine);
 
 static_assert(kSharedType<StatsSlot> && sizeof(StatsSlot) == kStatsSlotBytes && alignof(StatsSlot) == 8);
-static_assert(offsetof(StatsSlot, calls) == 16 && offsetof(StatsSlot, buckets) == kCacheLine);
+static_assert(offsetof(StatsSlot, calls) == 16 && offsetof(StatsSlot, self_ticks) == 32);
+static_assert(offsetof(StatsSlot, max_ticks) == 56 && offsetof(StatsSlot, unfinished) == kCacheLine);
+static_assert(offsetof(StatsSlot, buckets) == 2 * kCacheLine && kStatsSlotBytes % kCacheLine == 0);
 static_assert(kStatsBuckets == 1216);
 static_assert(stats_bucket_of(63) == 63 && stats_bucket_of(64) == 64 && stats_bucket_lower(64) == 64);
 static_assert(stats_bucket_of(~0ull) == kStatsBuckets - 1);

@@ -13,6 +13,11 @@
 //     before the next starts, so later ones reuse the first's ring), span
 //     "site-<i>" is begun and ended i + 1 times for i < <names>, in order of
 //     i; every 3rd call ends with status ERR. Prints nothing.
+//   st_stats_api nest <roots>
+//     <roots> times: span "f" calls span "g" twice, each "g" calls span "h";
+//     each of them busy-waits ~2 us of its own before and after its
+//     callees, so every span has self time and child time. Prints nothing:
+//     the test derives self time from the stored spans themselves.
 #include <pthread.h>
 #include <time.h>
 
@@ -67,6 +72,32 @@ int busy(int calls) {
   return 0;
 }
 
+void spin(long ns) {
+  const long start = now_ns();
+  while (now_ns() - start < ns) {
+  }
+}
+
+int nest(int roots) {
+  const shmtrace_name_t f = shmtrace_intern("f"), g = shmtrace_intern("g"), h = shmtrace_intern("h");
+  for (int i = 0; i < roots; ++i) {
+    const shmtrace_span_t fs = shmtrace_span_begin(f);
+    spin(2'000);
+    for (int k = 0; k < 2; ++k) {
+      const shmtrace_span_t gs = shmtrace_span_begin(g);
+      spin(2'000);
+      const shmtrace_span_t hs = shmtrace_span_begin(h);
+      spin(3'000);
+      shmtrace_span_end(hs);
+      spin(1'000);
+      shmtrace_span_end(gs);
+    }
+    spin(1'000);
+    shmtrace_span_end(fs);
+  }
+  return 0;
+}
+
 void sites_thread(int names) {
   unsigned call = 0;
   for (int i = 0; i < names; ++i) {
@@ -89,6 +120,7 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "busy" && argc == 3) return busy(std::atoi(argv[2]));
   if (mode == "sites" && argc == 4) return sites(std::atoi(argv[2]), std::atoi(argv[3]));
-  std::fprintf(stderr, "usage: st_stats_api busy <calls> | sites <names> <threads>\n");
+  if (mode == "nest" && argc == 3) return nest(std::atoi(argv[2]));
+  std::fprintf(stderr, "usage: st_stats_api busy <calls> | sites <names> <threads> | nest <roots>\n");
   return 2;
 }
