@@ -47,6 +47,7 @@ std::map<std::string, std::int64_t> children_of(const std::string& out) {
 }
 
 TEST(DrainProcessEvents, EveryChildAndEveryExecHasExactlyOneEventAndTheTreeIsExact) {
+  const SessionScope session;  // its drain takes only its programs' segments
   const TempDb db("spawns");
   const std::string self = program_path("st_spawns");
   const std::string dir = std::filesystem::path(self).parent_path().string();
@@ -56,7 +57,7 @@ TEST(DrainProcessEvents, EveryChildAndEveryExecHasExactlyOneEventAndTheTreeIsExa
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const auto child = children_of(r.out);
   ASSERT_EQ(child.size(), 6u) << r.out;
-  const RunResult drained = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  const RunResult drained = run(session.drain({"--db", db.path, "--once"}));
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
   Database d(db);
   ASSERT_EQ(d.error, "");

@@ -65,12 +65,13 @@ std::string symbols_of(const Database& d, pid_t pid, const std::string& kind) {
 }
 
 TEST(DrainSymbols, CrashFramesNameTheFaultingFunctionAndLine) {
+  const SessionScope session;  // its drain takes only its programs' segments
   const TempDb db("symbols-crash");
   std::vector<EnvChange> env = without_sanitizer_signal_handlers();
   env.push_back({"LD_PRELOAD", SHMTRACE_LIBRARY_PATH});
   const RunResult r = run({program_path("st_faults"), "segv"}, env);
   ASSERT_EQ(r.signal, SIGSEGV) << r.out << r.err;
-  const RunResult drained = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  const RunResult drained = run(session.drain({"--db", db.path, "--once"}));
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
   Database d(db);
   ASSERT_EQ(d.error, "");
@@ -87,10 +88,11 @@ TEST(DrainSymbols, CrashFramesNameTheFaultingFunctionAndLine) {
 }
 
 TEST(DrainSymbols, ExceptionFramesNameTheThrowingFunctionAndLine) {
+  const SessionScope session;  // its drain takes only its programs' segments
   const TempDb db("symbols-throw");
   const RunResult r = run({program_path("st_throw_line")});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const RunResult drained = run({SHMTRACE_DRAIN_PATH, "--db", db.path, "--once"});
+  const RunResult drained = run(session.drain({"--db", db.path, "--once"}));
   ASSERT_EQ(drained.exit_code, 0) << drained.err;
   Database d(db);
   ASSERT_EQ(d.error, "");
