@@ -31,12 +31,13 @@ packages=(
   prometheus          # promtool: the tests check the metrics exposition with it
   clang-16            # scripts/fuzz.sh: the libFuzzer targets (tests/fuzz)
   libclang-rt-16-dev  # libFuzzer and the sanitizers' runtimes for clang-16
+  nlohmann-json3-dev  # tests/export_*_test: parsing the exports back
+  protobuf-compiler   # tests/export_perfetto_test: protoc --decode_raw of the Perfetto trace
   git
   ca-certificates
 )
 # Coming with the drain and tools (names checked with apt-cache policy on
 # Debian 12); add each here when the build first needs it:
-#   nlohmann-json3-dev
 
 mode=all
 case "${1:-}" in
