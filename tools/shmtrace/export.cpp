@@ -59,9 +59,16 @@ std::expected<std::int64_t, std::string> parse_time(const std::string& text, std
     return std::unexpected("not a time: " + text + " (absolute times are nanoseconds since the epoch; "
                            "durations after the first process start with +)");
   }
-  const double ns = number * scale + (relative ? static_cast<double>(first_start_ns) : 0.0);
-  if (ns >= 9.2e18) return std::unexpected("not a time: " + text + " (too large)");
-  return static_cast<std::int64_t>(ns);
+  // Whole numbers stay integers: nanoseconds since 1970 have more digits
+  // than a double keeps.
+  std::int64_t whole = 0;
+  const auto [whole_end, whole_ec] = std::from_chars(body.data(), body.data() + body.size(), whole);
+  const double base = relative ? static_cast<double>(first_start_ns) : 0.0;
+  if (number * scale + base >= 9.2e18) return std::unexpected("not a time: " + text + " (too large)");
+  if (whole_ec == std::errc{} && whole_end == end && static_cast<double>(whole) == number) {
+    return whole * static_cast<std::int64_t>(scale) + (relative ? first_start_ns : 0);
+  }
+  return static_cast<std::int64_t>(number * scale) + (relative ? first_start_ns : 0);
 }
 
 int run_export(const Options& o) {
