@@ -151,6 +151,39 @@ bool has_column(sqlite3* db, const char* table, const char* column) {
   return found;
 }
 
+bool has_index(sqlite3* db, const char* name) {
+  sqlite3_stmt* s = nullptr;
+  bool found = false;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.sqlite_master WHERE type = 'index' AND name = ?", -1, &s, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    found = sqlite3_step(s) == SQLITE_ROW;
+  }
+  sqlite3_finalize(s);
+  return found;
+}
+
+// One arm per attached partition (p<id>, as QueryDatabase attaches them),
+// each on its span_data_by_span index; the view when there is none.
+std::string span_data_lookup(sqlite3* db) {
+  constexpr const char* kColumns = "SELECT kind, name, value, value_type, ts_ns, ring, position FROM ";
+  constexpr const char* kWhere = " WHERE process_key = ?1 AND span_id = ?2 AND kind != 'counter'";
+  std::string arms;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_database_list WHERE name GLOB 'p[0-9]*'", -1, &s, nullptr) ==
+      SQLITE_OK) {
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      const std::string schema = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+      if (schema.find_first_not_of("0123456789", 1) != std::string::npos) continue;
+      arms += (arms.empty() ? "" : " UNION ALL ") + std::string(kColumns) + schema +
+              ".span_data INDEXED BY span_data_by_span" + kWhere;
+    }
+  }
+  sqlite3_finalize(s);
+  if (arms.empty()) arms = std::string(kColumns) + "span_data" + kWhere;
+  return "SELECT kind, name, value, value_type, ts_ns FROM (" + arms + ") ORDER BY ts_ns, ring, position";
+}
+
 std::string error_columns(sqlite3* db) {
   return std::string("process_key, sequence, ts_ns, kind, tid, span_id, trace_id, grp, span_name, type, message, "
                      "signal, fault_address, frames, ") +
@@ -260,20 +293,28 @@ std::expected<SpanScan, std::string> SpanScan::open(sqlite3* db, const Filter& f
       !r) {
     return std::unexpected(r.error());
   }
-  // A span's own rows, through each partition's span_data_by_span index.
-  if (auto r = prepare(scan.data_,
-                       "SELECT kind, name, value, value_type, ts_ns FROM span_data WHERE process_key = ? AND "
-                       "span_id = ? AND kind != 'counter' ORDER BY ts_ns, ring, position",
-                       {});
-      !r) {
-    return std::unexpected(r.error());
+  // A span's own rows, through each partition's span_data_by_span index,
+  // named: without statistics SQLite picks the primary key's process_key
+  // prefix instead and reads every row of the process for each span.
+  if (auto r = prepare(scan.data_, span_data_lookup(db), {}); !r) return std::unexpected(r.error());
+  // Errors raised inside a span fall within its interval: a range on
+  // errors_by_process (process_key, ts_ns) when the database has it; only
+  // for processes that have errors at all.
+  {
+    auto s = Statement::prepare(db, "SELECT DISTINCT process_key FROM errors", {});
+    if (!s) return std::unexpected(s.error());
+    while (true) {
+      auto more = (*s)->step();
+      if (!more) return std::unexpected(more.error());
+      if (!*more) break;
+      scan.with_errors_.insert((*s)->i64(0));
+    }
   }
-  // Errors raised inside a span fall within its interval: the range keeps
-  // the lookup on errors_by_process.
+  const bool indexed = has_index(db, "errors_by_process");
   if (auto r = prepare(scan.span_errors_,
-                       "SELECT " + error_columns(db) +
-                           " FROM errors WHERE process_key = ? AND span_id = ? AND ts_ns >= ? AND ts_ns <= ? "
-                           "ORDER BY ts_ns",
+                       "SELECT " + error_columns(db) + " FROM errors" +
+                           (indexed ? " INDEXED BY errors_by_process" : "") +
+                           " WHERE process_key = ? AND span_id = ? AND ts_ns >= ? AND ts_ns <= ? ORDER BY ts_ns",
                        {});
       !r) {
     return std::unexpected(r.error());
@@ -346,7 +387,7 @@ std::expected<bool, std::string> SpanScan::next_span(SpanRow& row) {
         row.data.push_back(SpanDatum{data_->text(0), data_->text(1), data_->text(2), data_->text(3), data_->i64(4)});
       }
     }
-    if (options_.errors) {
+    if (options_.errors && with_errors_.contains(row.process_key)) {
       const std::int64_t end = row.duration_ns ? row.start_ns + *row.duration_ns : INT64_MAX;
       span_errors_->rebind(row.process_key, static_cast<std::int64_t>(row.span_id), row.start_ns, end);
       while (true) {

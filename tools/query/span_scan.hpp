@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -141,6 +142,7 @@ class SpanScan {
   std::map<std::int64_t, ProcessInfo> processes_;
   std::map<std::pair<std::int64_t, std::int64_t>, std::string> thread_names_;
   ScanOptions options_;
+  std::set<std::int64_t> with_errors_;  // processes that have errors
   std::unique_ptr<Statement> spans_, data_, span_errors_, errors_, gaps_, counters_;
 };
 
