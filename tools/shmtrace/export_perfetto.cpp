@@ -88,14 +88,6 @@ constexpr std::uint32_t kSequence = 1;  // every packet is on one sequence
 constexpr std::size_t kMaxInterned = 65536;
 constexpr std::size_t kFlushBytes = 256 * 1024;
 
-// Track uuids: processes and counter tracks in ranges of their own, threads
-// from their process key and tid.
-std::uint64_t process_uuid(std::int64_t key) { return (std::uint64_t{1} << 62) | static_cast<std::uint64_t>(key); }
-std::uint64_t thread_uuid(std::int64_t key, std::int64_t tid) {
-  return (static_cast<std::uint64_t>(key) << 32) | (static_cast<std::uint64_t>(tid) & 0xFFFFFFFFu);
-}
-std::uint64_t counter_uuid(std::size_t index) { return (std::uint64_t{3} << 61) | index; }
-
 template <class T>
 bool parse(std::string_view text, T& value) {
   const auto r = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -197,7 +189,6 @@ class PerfettoWriter {
     w_.varint(kEventTrackUuid, track);
     w_.end(event);
     w_.end(packet);
-    ++slice_ends_;
     flush(false);
   }
 
@@ -206,7 +197,7 @@ class PerfettoWriter {
     auto found = counters_.find(key);
     if (found == counters_.end()) {
       const std::uint64_t parent = process_track(r.process_key);
-      const std::uint64_t uuid = counter_uuid(counters_.size());
+      const std::uint64_t uuid = next_uuid_++;
       found = counters_.emplace(key, uuid).first;
       const std::size_t packet = w_.begin(kTracePacket);
       w_.varint(kTrustedSequenceId, kSequence);
@@ -238,9 +229,12 @@ class PerfettoWriter {
     flush(false);
   }
 
+  // Track uuids are handed out in order of first use: small numbers are
+  // one-byte varints on every event.
   std::uint64_t process_track(std::int64_t key) {
-    const std::uint64_t uuid = process_uuid(key);
-    if (!described_.insert(uuid).second) return uuid;
+    auto [it, fresh] = process_uuids_.emplace(key, next_uuid_);
+    if (!fresh) return it->second;
+    const std::uint64_t uuid = next_uuid_++;
     const query::ProcessInfo* p = c_.scan.process(key);
     const std::size_t packet = w_.begin(kTracePacket);
     w_.varint(kTrustedSequenceId, kSequence);
@@ -259,10 +253,10 @@ class PerfettoWriter {
   }
 
   std::uint64_t thread_track(std::int64_t key, std::int64_t tid) {
-    const std::uint64_t uuid = thread_uuid(key, tid);
-    if (described_.contains(uuid)) return uuid;
+    if (auto it = thread_uuids_.find({key, tid}); it != thread_uuids_.end()) return it->second;
     const std::uint64_t parent = process_track(key);
-    described_.insert(uuid);
+    const std::uint64_t uuid = next_uuid_++;
+    thread_uuids_.emplace(std::make_pair(key, tid), uuid);
     const query::ProcessInfo* p = c_.scan.process(key);
     std::string name = c_.scan.thread_name(key, tid);
     if (name.empty() && p != nullptr && p->pid == tid) name = p->program();
@@ -332,7 +326,6 @@ class PerfettoWriter {
     w_.raw(fields_.data());
     w_.end(event);
     w_.end(packet);
-    if (event_type_ == kTypeSliceBegin) ++slice_begins_;
     flush(false);
   }
 
@@ -392,7 +385,9 @@ class PerfettoWriter {
   ProtoWriter fields_;  // the TrackEvent being written: categories and debug annotations
   std::map<std::uint64_t, std::vector<Open>> open_;  // per thread track: the slices not yet ended
   std::map<std::pair<std::int64_t, std::string>, std::uint64_t> counters_;
-  std::unordered_set<std::uint64_t> described_;
+  std::map<std::int64_t, std::uint64_t> process_uuids_;
+  std::map<std::pair<std::int64_t, std::int64_t>, std::uint64_t> thread_uuids_;
+  std::uint64_t next_uuid_ = 1;
   Interned names_, annotation_names_;
   Fresh new_names_, new_annotation_names_;
   std::uint64_t next_iid_ = 1;
@@ -402,7 +397,6 @@ class PerfettoWriter {
   std::uint64_t event_type_ = 0;
   std::uint64_t event_track_ = 0;
   std::uint64_t event_name_ = 0;
-  std::uint64_t slice_begins_ = 0, slice_ends_ = 0;
 };
 
 }  // namespace

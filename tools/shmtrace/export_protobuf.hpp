@@ -1,9 +1,11 @@
 // A protobuf wire-format encoder, just what the Perfetto writer needs
 // (no libprotobuf): varint, fixed64 and length-delimited fields, and nested
-// messages written in place. A nested message's length is patched in when
-// it ends, as a 4-byte varint with redundant continuation bits (which every
-// protobuf parser accepts, and Perfetto's own protozero writes), so nothing
-// is copied or measured twice. Messages nest up to 256 MiB.
+// messages written in place. A nested message reserves 4 bytes for its
+// length and fills them in when it ends: a message under 16 KiB then moves
+// its content back to a 1- or 2-byte length (minimal encoding), a longer one
+// keeps a 4-byte varint with redundant continuation bits (which every
+// protobuf parser accepts; Perfetto's protozero writes them too). Messages
+// nest up to 256 MiB.
 #ifndef SHMTRACE_TOOLS_EXPORT_PROTOBUF_HPP
 #define SHMTRACE_TOOLS_EXPORT_PROTOBUF_HPP
 
