@@ -6,6 +6,7 @@
 // counter tracks; and the file far smaller than the same trace as JSON.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -94,6 +95,7 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
   std::multiset<std::string> annotation_names;
   std::map<std::uint64_t, std::string> annotation_iids;
   int counters = 0, first_flags = -1;
+  std::map<std::uint64_t, std::vector<std::pair<std::uint64_t, std::uint64_t>>> slices;  // track -> (ts, type)
   for (const Field* packet : trace.all(1)) {
     EXPECT_EQ(packet->number_of(10), 1u) << "trusted_packet_sequence_id";
     if (const Field* td = packet->one(60)) {
@@ -110,6 +112,7 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
     if (const Field* event = packet->one(11)) {
       if (first_flags < 0) first_flags = static_cast<int>(packet->number_of(13));
       const std::uint64_t type = event->number_of(9), track = event->number_of(11);
+      if (type == 1 || type == 2) slices[track].emplace_back(packet->number_of(8), type);
       if (type == 1) {
         ++begins[track];
         EXPECT_TRUE(thread_tracks.contains(track)) << "a slice before its track's descriptor";
@@ -144,6 +147,21 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
   EXPECT_EQ(total_ends, finished);
   EXPECT_EQ(begins.size(), span_threads.size());
   EXPECT_EQ(begun_names, stored_names);
+  // Read in time order (as trace_processor sorts, file order for ties),
+  // every track's begins and ends nest: an end never finds no open slice,
+  // and only the crashed thread's "doomed" is left open.
+  int left_open = 0;
+  for (auto& [track, events] : slices) {
+    std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    int depth = 0;
+    for (const auto& [ts, type] : events) {
+      depth += type == 1 ? 1 : -1;
+      EXPECT_GE(depth, 0) << "track " << track << " at " << ts;
+    }
+    left_open += depth;
+  }
+  EXPECT_EQ(left_open, static_cast<int>(stored.size()) - finished);
+  EXPECT_EQ(left_open, 1);
   EXPECT_EQ(annotation_names.count("span_id"), stored.size());
   EXPECT_EQ(annotation_names.count("args.s"), 1u);
   EXPECT_EQ(annotation_names.count("results.ret"), 1u);
