@@ -171,6 +171,19 @@ TEST_F(ExportChrome, PidTraceAndTimeWindowSelectExactlyTheirSpans) {
             ids(stored_spans(d, "s.start_ns >= " + std::to_string(a))));
 }
 
+TEST_F(ExportChrome, ProgressAskedForEndsWithTheCount) {
+  const Database d(db_->path);
+  std::string out;
+  const RunResult r = export_to({"--progress"}, out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  char mib[32];
+  std::snprintf(mib, sizeof mib, "%.1f", static_cast<double>(out.size()) / (1024.0 * 1024.0));
+  EXPECT_EQ(r.err, "shmtrace export: " + std::to_string(d.number("SELECT count(*) FROM spans")) + " spans, " + mib +
+                       " MiB written, done\n");
+  // Unasked and not on a terminal: nothing.
+  EXPECT_EQ(export_to({}, out).err, "");
+}
+
 TEST_F(ExportChrome, BadInputFailsWithOneLine) {
   std::string out;
   RunResult r = run({SHMTRACE_CLI_PATH, "export", "/nonexistent/t.db"});

@@ -127,7 +127,7 @@ int run_export(const Options& o) {
     say("export", out.error());
     return 1;
   }
-  Progress progress(o.progress || ::isatty(STDERR_FILENO) != 0);
+  Progress progress(::isatty(STDERR_FILENO) != 0, o.progress);
   Context context{*scan, *out, progress};
   std::expected<void, std::string> written;
   if (o.format == "chrome") {
@@ -137,7 +137,6 @@ int run_export(const Options& o) {
   } else {
     written = write_otlp(context, OtlpOptions{o.endpoint, o.timeout_s, o.batch});
   }
-  progress.done(*out);
   if (!written) {
     say("export", written.error());
     return 1;
@@ -146,6 +145,7 @@ int run_export(const Options& o) {
     say("export", finished.error());
     return 1;
   }
+  progress.done(*out);
   return 0;
 }
 
@@ -172,7 +172,7 @@ Command add_export(CLI::App& app) {
   sub->add_option("--timeout", o->timeout_s, "otlp --endpoint: seconds one batch may take, retries included")
       ->check(CLI::PositiveNumber);
   sub->add_option("--batch", o->batch, "otlp: spans per line or request")->check(CLI::Range(1, 1000000));
-  sub->add_flag("--progress", o->progress, "Progress on stderr every second even when it is not a terminal");
+  sub->add_flag("--progress", o->progress, "Progress on stderr every second even when it is not a terminal, and a last line with the count");
   sub->footer(
       "Exit status: 0 written, 1 runtime failure (one line naming the file or endpoint), 2 usage.");
   return [o] { return run_export(*o); };

@@ -37,11 +37,14 @@ class Output {
   std::uint64_t bytes_ = 0;
 };
 
-// "shmtrace export: N spans, M MiB" every second on stderr, when enabled
-// (stderr is a terminal, or --progress).
+// "shmtrace export: N spans, M MiB written" every second on stderr, when
+// enabled (stderr is a terminal, or --progress), and a last line with
+// ", done" after a long export; asked for (--progress), the last line comes
+// whatever the export's length, so scripts can read the count.
 class Progress {
  public:
-  explicit Progress(bool enabled) : enabled_(enabled), last_(std::chrono::steady_clock::now()) {}
+  Progress(bool enabled, bool asked)
+      : enabled_(enabled || asked), printed_(asked), last_(std::chrono::steady_clock::now()) {}
   void span(const Output& out) {
     ++spans_;
     if (enabled_ && (spans_ & 1023) == 0) maybe_print(out, false);
