@@ -93,7 +93,8 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
   std::map<std::uint64_t, int> begins, ends;         // per track uuid
   std::multiset<std::string> begun_names;
   std::multiset<std::string> annotation_names;
-  std::map<std::uint64_t, std::string> annotation_iids;
+  std::map<std::uint64_t, std::string> annotation_iids, category_iids;
+  std::multiset<std::string> categories;
   int counters = 0, first_flags = -1;
   std::map<std::uint64_t, std::vector<std::pair<std::uint64_t, std::uint64_t>>> slices;  // track -> (ts, type)
   for (const Field* packet : trace.all(1)) {
@@ -108,6 +109,7 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
     if (const Field* interned = packet->one(12)) {
       for (const Field* n : interned->all(2)) event_names[n->number_of(1)] = n->text(2);
       for (const Field* n : interned->all(3)) annotation_iids[n->number_of(1)] = n->text(2);
+      for (const Field* n : interned->all(1)) category_iids[n->number_of(1)] = n->text(2);
     }
     if (const Field* event = packet->one(11)) {
       if (first_flags < 0) first_flags = static_cast<int>(packet->number_of(13));
@@ -117,6 +119,7 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
         ++begins[track];
         EXPECT_TRUE(thread_tracks.contains(track)) << "a slice before its track's descriptor";
         begun_names.insert(event_names.at(event->number_of(10)));
+        if (event->one(3) != nullptr) categories.insert(category_iids.at(event->number_of(3)));
         for (const Field* a : event->all(4)) annotation_names.insert(annotation_iids.at(a->number_of(1)));
       }
       if (type == 2) ++ends[track];
@@ -163,6 +166,10 @@ TEST_F(ExportPerfetto, DecodesToTracksSlicesAndInternedNamesThatMatchTheDatabase
   EXPECT_EQ(left_open, static_cast<int>(stored.size()) - finished);
   EXPECT_EQ(left_open, 1);
   EXPECT_EQ(annotation_names.count("span_id"), stored.size());
+  std::multiset<std::string> groups;
+  for (const auto& row : rows(d, "SELECT grp FROM spans WHERE grp != ''")) groups.insert(row[0]);
+  EXPECT_EQ(categories, groups) << "each span's group as its category";
+  EXPECT_TRUE(groups.contains("app.core"));
   EXPECT_EQ(annotation_names.count("args.s"), 1u);
   EXPECT_EQ(annotation_names.count("results.ret"), 1u);
   EXPECT_EQ(counters, d.number("SELECT count(*) FROM span_data WHERE kind = 'counter'"));

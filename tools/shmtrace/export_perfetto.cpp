@@ -11,7 +11,7 @@
 //   span on that thread starts after them, or at the end. A child that
 //   would outlive its parent is ended with it (slices on one track nest);
 //   an unfinished span gets no end (the UI shows "did not end").
-// - Event names and debug-annotation names are interned (InternedData on
+// - Event names, categories (span groups) and debug-annotation names are interned (InternedData on
 //   one packet sequence, SEQ_NEEDS_INCREMENTAL_STATE); past 65,536 names the
 //   tables are dropped and the sequence's incremental state cleared, so
 //   memory stays bounded.
@@ -63,7 +63,7 @@ constexpr std::uint32_t kEventDebugAnnotations = 4;  // repeated DebugAnnotation
 constexpr std::uint32_t kEventType = 9;              // optional Type type = 9
 constexpr std::uint32_t kEventNameIid = 10;          // uint64 name_iid = 10
 constexpr std::uint32_t kEventTrackUuid = 11;        // optional uint64 track_uuid = 11
-constexpr std::uint32_t kEventCategories = 22;       // repeated string categories = 22
+constexpr std::uint32_t kEventCategoryIids = 3;      // repeated uint64 category_iids = 3
 constexpr std::uint32_t kEventCounterValue = 30;     // int64 counter_value = 30
 constexpr std::uint32_t kEventDoubleCounterValue = 44;  // double double_counter_value = 44
 constexpr std::uint64_t kTypeSliceBegin = 1;  // Type.TYPE_SLICE_BEGIN
@@ -71,9 +71,11 @@ constexpr std::uint64_t kTypeSliceEnd = 2;    // Type.TYPE_SLICE_END
 constexpr std::uint64_t kTypeInstant = 3;     // Type.TYPE_INSTANT
 constexpr std::uint64_t kTypeCounter = 4;     // Type.TYPE_COUNTER
 // interned_data/interned_data.proto, InternedData:
+constexpr std::uint32_t kInternedCategories = 1;       // repeated EventCategory event_categories = 1
 constexpr std::uint32_t kInternedEventNames = 2;       // repeated EventName event_names = 2
 constexpr std::uint32_t kInternedAnnotationNames = 3;  // repeated DebugAnnotationName debug_annotation_names = 3
-// EventName and DebugAnnotationName: optional uint64 iid = 1; optional string name = 2.
+// EventCategory, EventName and DebugAnnotationName: optional uint64 iid = 1;
+// optional string name = 2.
 constexpr std::uint32_t kInternIid = 1;
 constexpr std::uint32_t kInternName = 2;
 // track_event/debug_annotation.proto, DebugAnnotation:
@@ -160,7 +162,7 @@ class PerfettoWriter {
     if (!stack.empty() && end > stack.back().end_ns) end = stack.back().end_ns;
     stack.push_back(Open{end});
     begin_event(s.start_ns, kTypeSliceBegin, track, s.name);
-    if (!s.group.empty()) fields_.bytes(kEventCategories, s.group);
+    if (!s.group.empty()) fields_.varint(kEventCategoryIids, intern(categories_, s.group, new_categories_));
     annotate_uint("span_id", s.span_id);
     if (s.parent_span_id != 0) annotate_uint("parent_span_id", s.parent_span_id);
     if (s.status != 0) annotate_string("status", "error");
@@ -279,11 +281,12 @@ class PerfettoWriter {
   // debug annotations) are gathered in fields_ first, because the names
   // they intern must go into the packet's one InternedData, ahead of them.
   void begin_event(std::int64_t ts, std::uint64_t type, std::uint64_t track, const std::string& name) {
-    if (names_.size() + annotation_names_.size() >= kMaxInterned) {
+    if (names_.size() + annotation_names_.size() + categories_.size() >= kMaxInterned) {
       // Start the sequence's incremental state afresh: the next packet says
       // so and interns again what it uses.
       names_.clear();
       annotation_names_.clear();
+      categories_.clear();
       next_iid_ = 1;
       cleared_pending_ = true;
     }
@@ -301,8 +304,14 @@ class PerfettoWriter {
               kSeqNeedsIncrementalState | (cleared_pending_ || first_ ? kSeqIncrementalStateCleared : 0));
     cleared_pending_ = false;
     first_ = false;
-    if (!new_names_.empty() || !new_annotation_names_.empty()) {
+    if (!new_names_.empty() || !new_annotation_names_.empty() || !new_categories_.empty()) {
       const std::size_t interned = w_.begin(kInternedData);
+      for (const auto& [iid, text] : new_categories_) {
+        const std::size_t entry = w_.begin(kInternedCategories);
+        w_.varint(kInternIid, iid);
+        w_.bytes(kInternName, text);
+        w_.end(entry);
+      }
       for (const auto& [iid, text] : new_names_) {
         const std::size_t entry = w_.begin(kInternedEventNames);
         w_.varint(kInternIid, iid);
@@ -318,6 +327,7 @@ class PerfettoWriter {
       w_.end(interned);
       new_names_.clear();
       new_annotation_names_.clear();
+      new_categories_.clear();
     }
     const std::size_t event = w_.begin(kTrackEvent);
     w_.varint(kEventType, event_type_);
@@ -388,8 +398,8 @@ class PerfettoWriter {
   std::map<std::int64_t, std::uint64_t> process_uuids_;
   std::map<std::pair<std::int64_t, std::int64_t>, std::uint64_t> thread_uuids_;
   std::uint64_t next_uuid_ = 1;
-  Interned names_, annotation_names_;
-  Fresh new_names_, new_annotation_names_;
+  Interned names_, annotation_names_, categories_;
+  Fresh new_names_, new_annotation_names_, new_categories_;
   std::uint64_t next_iid_ = 1;
   bool cleared_pending_ = false;
   bool first_ = true;
