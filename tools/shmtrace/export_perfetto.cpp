@@ -23,7 +23,6 @@
 #include <charconv>
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "export_format.hpp"
