@@ -166,11 +166,11 @@ bool has_index(sqlite3* db, const char* name) {
 // One arm per attached partition (p<id>, as QueryDatabase attaches them),
 // each on its span_data_by_span index; the view when there is none.
 std::string span_data_lookup(sqlite3* db) {
-  constexpr const char* kColumns = "SELECT kind, name, value, value_type, ts_ns, ring, position FROM ";
+  constexpr const char* kColumns = "SELECT kind, name, value, value_type, ts_ns FROM ";
   constexpr const char* kWhere = " WHERE process_key = ?1 AND span_id = ?2 AND kind != 'counter'";
   std::string arms;
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_database_list WHERE name GLOB 'p[0-9]*'", -1, &s, nullptr) ==
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_database_list WHERE name GLOB 'p[0-9]*' ORDER BY seq", -1, &s, nullptr) ==
       SQLITE_OK) {
     while (sqlite3_step(s) == SQLITE_ROW) {
       const std::string schema = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
@@ -181,7 +181,11 @@ std::string span_data_lookup(sqlite3* db) {
   }
   sqlite3_finalize(s);
   if (arms.empty()) arms = std::string(kColumns) + "span_data" + kWhere;
-  return "SELECT kind, name, value, value_type, ts_ns FROM (" + arms + ") ORDER BY ts_ns, ring, position";
+  // No ORDER BY (a sort per span): each arm yields the index's order, which
+  // ends in the primary key (ring, position), the order the thread wrote
+  // them; the arms are in the partitions' time order (the order they are
+  // attached in).
+  return arms;
 }
 
 std::string error_columns(sqlite3* db) {

@@ -84,7 +84,7 @@ struct SpanRow {
   int status = 0;                           // 0 OK, 1 ERR
   std::int64_t error_sequence = 0;
   std::uint64_t code = 0;
-  std::vector<SpanDatum> data;    // when ScanOptions::data
+  std::vector<SpanDatum> data;    // when ScanOptions::data; in the order written
   std::vector<ErrorRow> errors;   // when ScanOptions::errors: raised inside the span
 };
 
