@@ -291,8 +291,11 @@ std::expected<SpanScan, std::string> SpanScan::open(sqlite3* db, const Filter& f
   if (auto r = prepare(scan.spans_,
                        "SELECT process_key, span_id, trace_id, parent_span_id, tid, grp, name, start_ns, "
                        "duration_ns, status, error_sequence, code FROM spans" + spans.sql +
-                           // A parent before a child that starts in the same nanosecond.
-                           " ORDER BY start_ns, coalesce(duration_ns, 9223372036854775807) DESC",
+                           // A merge of the partitions' spans_by_start indexes: no
+                           // sort, rows stream. Ties come in span id order, which
+                           // is a thread's begin order (ids count up per thread),
+                           // so a parent precedes a child begun in the same ns.
+                           " ORDER BY start_ns",
                        std::move(spans.binds));
       !r) {
     return std::unexpected(r.error());
@@ -341,8 +344,9 @@ std::expected<SpanScan, std::string> SpanScan::open(sqlite3* db, const Filter& f
   Where counters = where_of(filter, Columns{"ts_ns", "tid", "", "", ""});
   counters.add("kind = 'counter'");
   if (auto r = prepare(scan.counters_,
-                       "SELECT process_key, tid, ts_ns, name, value, value_type FROM span_data" + counters.sql +
-                           " ORDER BY ts_ns",
+                       // In stored order: span_data has no time index, and no
+                       // format needs counters sorted (the viewers sort).
+                       "SELECT process_key, tid, ts_ns, name, value, value_type FROM span_data" + counters.sql,
                        std::move(counters.binds));
       !r) {
     return std::unexpected(r.error());

@@ -5,8 +5,9 @@
 // stays constant whatever the database's size: one row of each stream, a
 // span's own data, and the processes and thread names (a few per process).
 //
-// Order: spans by start time (a parent before its children); errors, gaps
-// and counters by time. Consumers that need another order (ends of slices)
+// Order: spans by start time (a parent before its children), merged from
+// the partitions' start-time indexes without a sort; errors and gaps by
+// time; counters in stored order. Consumers that need another order (ends of slices)
 // keep a stack per thread, bounded by the call depth.
 #ifndef SHMTRACE_TOOLS_QUERY_SPAN_SCAN_HPP
 #define SHMTRACE_TOOLS_QUERY_SPAN_SCAN_HPP
