@@ -25,13 +25,14 @@ packages=(
   libdw-dev           # drain/symbols: libdwfl, code addresses to function names
   libelf-dev
   libcli11-dev        # shmtrace-drain's command line
-  nlohmann-json3-dev  # the reading commands' tests parse `--format json` back
+  nlohmann-json3-dev  # the tests parse the commands' JSON output (report, export) back
   libre2-dev          # the drain's redaction patterns (SPEC §6)
   libtomlplusplus-dev # the drain's configuration and alert rules
   libcpp-httplib-dev  # the drain's Prometheus endpoint
   prometheus          # promtool: the tests check the metrics exposition with it
   clang-16            # scripts/fuzz.sh: the libFuzzer targets (tests/fuzz)
   libclang-rt-16-dev  # libFuzzer and the sanitizers' runtimes for clang-16
+  protobuf-compiler   # tests/export_perfetto_test: protoc --decode_raw of the Perfetto trace
   git
   ca-certificates
 )

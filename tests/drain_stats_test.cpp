@@ -244,11 +244,12 @@ void expect_self_time_matches_spans(const Database& d, pid_t pid, const std::vec
 }
 
 TEST(DrainStats, SelfTimeEqualsTotalMinusChildSpansOfApiSpans) {
+  const SessionScope session;  // its drain takes only its programs' segments
   constexpr int kRoots = 200;
   const TempDb db("stats-self-api");
   const RunResult r = run({program_path("st_stats_api"), "nest", std::to_string(kRoots)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   ASSERT_EQ(d.error, "");
   const auto stats = self_from_stats(d, r.pid);
@@ -272,10 +273,11 @@ TEST(DrainStats, SelfTimeEqualsTotalMinusChildSpansOfApiSpans) {
 
 // Instrumented functions (-finstrument-functions), recursion included.
 TEST(DrainStats, SelfTimeEqualsTotalMinusChildSpansOfInstrumentedFunctions) {
+  const SessionScope session;  // its drain takes only its programs' segments
   const TempDb db("stats-self-code");
   const RunResult r = run({program_path("st_stats_threads"), "2", "200"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(drain_once(db).exit_code, 0);
+  ASSERT_EQ(drain_once(session, db).exit_code, 0);
   Database d(db);
   ASSERT_EQ(d.error, "");
   std::vector<std::string> names;
