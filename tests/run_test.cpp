@@ -8,8 +8,12 @@
 // hand): the test with a drain of no session takes every unsessioned
 // segment it sees, and isolates itself for that.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
+#include <termios.h>
 
 #include <filesystem>
 
@@ -100,6 +104,61 @@ TEST(Run, SigintSentToRunReachesTheCommandAndWhatItWroteIsStored) {
             1)
       << processes_of(d);
   EXPECT_EQ(segments_left(), 0u);
+}
+
+// Ctrl-C on a terminal: the tty driver sends SIGINT to the whole foreground
+// process group, `run` and the command alike. `run` must not forward its
+// copy: the command counts exactly one.
+TEST(Run, ATerminalsCtrlCReachesTheCommandOnce) {
+  TempDir dir("run");
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave = ::ptsname(master);
+  const std::vector<std::string> args = run_argv({"--db", db_in(dir)}, {program_path("st_sigcount")});
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // A session of its own whose controlling terminal is the pty: `run` is
+    // the foreground process group, as a shell would make it.
+    ::setsid();
+    const int tty = ::open(slave.c_str(), O_RDWR);
+    if (tty < 0 || ::ioctl(tty, TIOCSCTTY, 0) != 0) ::_exit(120);
+    ::dup2(tty, STDIN_FILENO);
+    ::dup2(tty, STDOUT_FILENO);
+    ::dup2(tty, STDERR_FILENO);
+    ::execv(argv[0], argv.data());
+    ::_exit(121);
+  }
+  std::string out;
+  auto read_some = [&] {
+    char buf[4096];
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) return false;
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) return false;
+    out.append(buf, static_cast<std::size_t>(n));
+    return true;
+  };
+  EXPECT_TRUE(h::wait_until([&] { read_some(); return out.find("ready") != std::string::npos; },
+                            std::chrono::seconds(30)))
+      << out;
+  const char ctrl_c = '\x03';  // VINTR of a fresh pty
+  ASSERT_EQ(::write(master, &ctrl_c, 1), 1);
+  const h::Exit exit = h::wait_exit(pid, std::chrono::seconds(60));
+  while (read_some()) {
+  }
+  ::close(master);
+  ASSERT_TRUE(exit.exited) << out;
+  EXPECT_EQ(exit.code, 1) << out;  // st_sigcount exits with the number of SIGINTs it got
+  EXPECT_NE(out.find("sigint 1"), std::string::npos) << out;
+  Database d(db_in(dir));
+  EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE exe LIKE '%/st_sigcount' AND exit_status = 1"), 1)
+      << processes_of(d);
 }
 
 TEST(Run, StdoutIsByteIdenticalWithAndWithoutRun) {
