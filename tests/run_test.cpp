@@ -16,6 +16,8 @@
 #include <termios.h>
 
 #include <filesystem>
+#include <sstream>
+#include <thread>
 
 #include "support/drain_harness.hpp"
 #include "support/run_support.hpp"
@@ -353,6 +355,50 @@ TEST(Run, WaitDescendantsWaitsForEveryProcessTheCommandStarted) {
   // The late st_plain, started a second after the command ended, is there.
   EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE exe LIKE '%/st_plain' AND state = 'exited'"), 2);
   EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE exit_status = 7"), 1);
+  EXPECT_EQ(segments_left(), 0u);
+}
+
+// The drain's pid among `run`'s children; 0 when not found.
+pid_t drain_of(pid_t run_pid) {
+  std::istringstream children(h::read_file("/proc/" + std::to_string(run_pid) + "/task/" +
+                                           std::to_string(run_pid) + "/children"));
+  for (pid_t child = 0; children >> child;) {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe", ec);
+    if (!ec && exe.filename() == "shmtrace-drain") return child;
+  }
+  return 0;
+}
+
+// A drain that falls behind (here: stopped): after the command ended, `run`
+// says each second how much is left, and still waits for all of it.
+TEST(Run, ProgressIsShownWhileTheDrainFallsBehind) {
+  TempDir dir("run");
+  // 5000 counters and their text arguments fit one ring: nothing is dropped
+  // while the drain is stopped.
+  Child c = Child::start(run_argv({"--db", db_in(dir)},
+                                  {program_path("st_producer"), "--wait-signal", "sequence", "1", "5000"}),
+                         {});
+  ASSERT_TRUE(c.wait_for_output("ready\n", 30'000));
+  const pid_t drain = drain_of(c.pid());
+  ASSERT_GT(drain, 0);
+  ASSERT_EQ(::kill(drain, SIGSTOP), 0);
+  auto listed = reader::list_segments();
+  ASSERT_TRUE(listed && listed->size() == 1u);
+  const auto producer = static_cast<pid_t>(listed->front().pid);
+  ASSERT_EQ(::kill(producer, SIGUSR1), 0);
+  EXPECT_TRUE(h::wait_until([&] { return !h::pid_alive(producer); }, std::chrono::seconds(30)));
+  // Behind for a while: `run` reports at 1 s and 2 s after the command ended.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  ASSERT_EQ(::kill(drain, SIGCONT), 0);
+  const RunResult r = c.wait();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GE(h::lines_with(r.err, "shmtrace run: storing: 1 segments, ").size(), 2u) << r.err;
+  EXPECT_TRUE(h::lines_with(r.err, " records left").size() >= 2 &&
+              h::lines_with(r.err, ", 0 records left").empty())
+      << r.err;
+  Database d(db_in(dir));
+  expect_exact_counters(d, producer, 1, 5000);
   EXPECT_EQ(segments_left(), 0u);
 }
 
