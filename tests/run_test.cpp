@@ -323,6 +323,14 @@ TEST(Run, EachOptionSetsItsVariableAndThePreloadIsAppended) {
   EXPECT_NE(out.find("\nSHMTRACE_SESSION=run"), std::string::npos) << r.out;
 }
 
+TEST(Run, EverythingFromTheCommandsNameOnIsTheCommandsWithOrWithoutDashDash) {
+  TempDir dir("run");
+  const RunResult r =
+      run({SHMTRACE_CLI_PATH, "run", "--db", db_in(dir), "/bin/sh", "-c", "echo \"$0 $1\"", "-x", "--db"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "-x --db\n");
+}
+
 TEST(Run, AMissingCommandExits127WithOneLine) {
   TempDir dir("run");
   const RunResult r = run(run_argv({"--db", db_in(dir)}, {"no-such-command-shmtrace-run-test"}));

@@ -252,29 +252,42 @@ Command add_run(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "run", "Trace a command and every process it starts into a database: shmtrace run [options] -- CMD ARGS...");
   sub->add_option("--db", o->database, "database to write (default shmtrace.db; an earlier one becomes FILE.old)")
-      ->check(CLI::Validator([](std::string& v) { return v.empty() ? std::string("an empty path") : ""; }, "FILE"));
+      ->check(CLI::Validator([](std::string& v) { return v.empty() ? std::string("an empty path") : ""; }, ""))
+      ->type_name("FILE");
   sub->add_option("--policy", o->policy, "when a ring is full: drop records, or block the writer (SHMTRACE_POLICY)")
-      ->check(CLI::IsMember({"drop", "block"}));
+      ->check(CLI::IsMember({"drop", "block"}).description(""))
+      ->type_name("drop|block");
   sub->add_option("--sample", o->sample, "fraction of root spans kept, 0 to 1 (SHMTRACE_SAMPLE_RATE)")
-      ->check(run::validator(run::check_rate, "RATE"));
+      ->check(run::validator(run::check_rate, ""))
+      ->type_name("RATE");
   sub->add_option("--include", o->include, "trace only functions matching REGEX (SHMTRACE_INCLUDE)")
-      ->check(run::validator(run::check_regex, "REGEX"));
+      ->check(run::validator(run::check_regex, ""))
+      ->type_name("REGEX");
   sub->add_option("--exclude", o->exclude, "do not trace functions matching REGEX (SHMTRACE_EXCLUDE)")
-      ->check(run::validator(run::check_regex, "REGEX"));
+      ->check(run::validator(run::check_regex, ""))
+      ->type_name("REGEX");
   sub->add_option("--stats-sites", o->stats_sites, "statistics slots per thread, 0 to 4096 (SHMTRACE_STATS_SITES)")
-      ->check(run::validator([](const std::string& v) { return run::check_integer(v, 0, 4096, false); }, "N"));
+      ->check(run::validator([](const std::string& v) { return run::check_integer(v, 0, 4096, false); }, ""))
+      ->type_name("N");
   sub->add_option("--ring-records", o->ring_records,
                   "records per thread's ring, a power of two from 64 to 16777216 (SHMTRACE_RING_RECORDS)")
-      ->check(run::validator([](const std::string& v) { return run::check_integer(v, 64, 1u << 24, true); }, "N"));
+      ->check(run::validator([](const std::string& v) { return run::check_integer(v, 64, 1u << 24, true); }, ""))
+      ->type_name("N");
   sub->add_flag("--wait-descendants", o->wait_descendants,
                 "after CMD ended, wait for every process it started to end too (default: --grace)");
   sub->add_option("--grace", o->grace_s,
                   "seconds the processes CMD started and left running get to end after it (default 2)")
-      ->check(CLI::Range(0.0, 86400.0));
-  sub->add_option("--drain", o->drain, "shmtrace-drain to run (default: beside shmtrace, else this build's)");
-  sub->add_option("--library", o->library, "runtime to preload (default: ../lib/libshmtrace.so beside shmtrace)");
+      ->check(CLI::Range(0.0, 86400.0).description(""))
+      ->type_name("SECONDS");
+  sub->add_option("--drain", o->drain, "shmtrace-drain to run (default: beside shmtrace, else this build's)")
+      ->type_name("PATH");
+  sub->add_option("--library", o->library, "runtime to preload (default: ../lib/libshmtrace.so beside shmtrace)")
+      ->type_name("PATH");
   sub->add_flag("--verbose,-v", o->verbose, "the drain's messages on stderr (not in FILE.log), and what run does");
-  sub->add_option("command", o->command, "the command and its arguments (after --)")->required();
+  // Everything from the command's name on is the command's, options too
+  // (`shmtrace run make -j8` as `shmtrace run -- make -j8`).
+  sub->positionals_at_end();
+  sub->add_option("command", o->command, "the command and its arguments")->required()->type_name("CMD");
   sub->footer(
       "Exit status: CMD's own (128 + signal when a signal killed it), 127/126 when CMD is not found or not "
       "executable, 1 when tracing could not start, 2 for bad usage.");
