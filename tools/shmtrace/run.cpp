@@ -24,8 +24,11 @@
 #include <CLI/CLI.hpp>
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <regex>
 #include <thread>
@@ -235,10 +238,9 @@ int run(Options o) {
   const double ran_s = std::chrono::duration<double>(Clock::now() - started).count();
   wait_until_stored(o, session, *drain);
   if (auto stopped = drain->stop(kDrainStopWithin); !stopped) say(stopped.error());
-  char line[160];
-  std::snprintf(line, sizeof line, "%s ended with %s after %.2f s", o.command.front().c_str(),
-                describe_wait_status(status).c_str(), ran_s);
-  say(line);
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.2f s", ran_s);
+  say(o.command.front() + " ended with " + describe_wait_status(status) + " after " + seconds);
   if (auto summary = print_summary(o.database, 5); !summary) say(summary.error());
   return exit_status_of(status);
 }
