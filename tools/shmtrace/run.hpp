@@ -43,7 +43,8 @@ std::expected<void, std::string> rotate_database(const std::string& db);
 
 // shmtrace-drain beside this executable, else this build's; `given` wins.
 std::string find_drain(const std::string& given);
-// ../lib/libshmtrace.so beside this executable, else this build's; `given` wins.
+// The runtime in ../lib (or the install's library directory) beside this
+// executable, else this build's; `given` wins.
 std::string find_library(const std::string& given);
 
 // A new session id, unique on this machine ("run" + pid + random bits):

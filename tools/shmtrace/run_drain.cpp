@@ -60,8 +60,14 @@ std::string find_library(const std::string& given) {
   if (!given.empty()) return given;
   const fs::path dir = own_directory();
   if (!dir.empty()) {
-    const fs::path installed = (dir.parent_path() / "lib" / "libshmtrace.so").lexically_normal();
-    if (readable(installed.string())) return installed.string();
+    // <prefix>/bin/shmtrace: <prefix>/lib, or the install's library
+    // directory (lib/x86_64-linux-gnu on Debian); the SONAME's file first.
+    for (const char* libdir : {"lib", SHMTRACE_INSTALL_LIBDIR}) {
+      for (const char* file : {SHMTRACE_RUNTIME_SONAME, "libshmtrace.so"}) {
+        const fs::path installed = (dir.parent_path() / libdir / file).lexically_normal();
+        if (readable(installed.string())) return installed.string();
+      }
+    }
   }
   return SHMTRACE_BUILD_LIBRARY_PATH;
 }
