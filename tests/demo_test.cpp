@@ -27,7 +27,8 @@ std::vector<std::string> with(std::vector<std::string> argv, const std::vector<s
 TEST(Demo, TheWorkloadTracedByRunChecksOutExactly) {
   TempDir dir("demo");
   const std::string db = dir / "demo.db";
-  const RunResult traced = run(run_argv({"--db", db, "--policy", "block"}, with({tool("shmtrace-demo-workload")}, kSmall)),
+  const RunResult traced = run(run_argv({"--db", db, "--policy", "block"},
+                                        with({tool("shmtrace-demo-workload")}, kSmall)),
                                {{"SHMTRACE_BLOCK_TIMEOUT_MS", "30000"}});
   ASSERT_EQ(traced.exit_code, 0) << traced.err;
   EXPECT_EQ(traced.out, "shmtrace demo workload: 2 worker processes x 2 threads x 300 requests\n");

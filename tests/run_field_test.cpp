@@ -110,7 +110,8 @@ TEST(RunField, AnInstrumentedProgramsCallsAreExactInFunctionStats) {
   TempDir dir("run-workload");
   const std::string db = dir / "workload.db";
   const RunResult r =
-      run(run_argv({"--db", db, "--policy", "block"}, {program_path("st_workload"), "--workers", "3", "--iterations", "400"}));
+      run(run_argv({"--db", db, "--policy", "block"},
+                   {program_path("st_workload"), "--workers", "3", "--iterations", "400"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::map<int, WorkloadWorker> workers = parse_workload_output(r.out);
   ASSERT_EQ(workers.size(), 3u) << r.out;

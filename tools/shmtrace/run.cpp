@@ -283,7 +283,8 @@ Command add_run(CLI::App& app) {
       ->type_name("SECONDS");
   sub->add_option("--drain", o->drain, "shmtrace-drain to run (default: beside shmtrace, else this build's)")
       ->type_name("PATH");
-  sub->add_option("--library", o->library, "runtime to preload (default: the one installed beside shmtrace, else this build's)")
+  sub->add_option("--library", o->library,
+                  "runtime to preload (default: the one installed beside shmtrace, else this build's)")
       ->type_name("PATH");
   sub->add_flag("--verbose,-v", o->verbose, "the drain's messages on stderr (not in FILE.log), and what run does");
   // Everything from the command's name on is the command's, options too

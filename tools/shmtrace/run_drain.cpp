@@ -129,7 +129,9 @@ std::expected<Drain, std::string> Drain::start(const DrainStart& how, std::chron
   const auto deadline = std::chrono::steady_clock::now() + ready_within;
   struct stat st {};
   while (::stat(how.database.c_str(), &st) != 0) {
-    if (auto why = drain.died()) return std::unexpected(*why + " before it was up" + (log.empty() ? "" : " (see " + log + ")"));
+    if (auto why = drain.died()) {
+      return std::unexpected(*why + " before it was up" + (log.empty() ? "" : " (see " + log + ")"));
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       return std::unexpected("shmtrace-drain (pid " + std::to_string(pid) + ") did not create " + how.database +
                              " within " + std::to_string(ready_within.count()) + " ms");
