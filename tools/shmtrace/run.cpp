@@ -228,6 +228,11 @@ int run(Options o) {
     say("session " + session + ", shmtrace-drain pid " + std::to_string(drain->pid()) + ", runtime " + library +
         ", database " + o.database);
   }
+  // Interrupted while the drain started: CMD never runs.
+  if (auto taken = take_signal(std::chrono::milliseconds(0))) {
+    if (auto stopped = drain->stop(kDrainStopWithin); !stopped) say(stopped.error());
+    return 128 + taken->signal;
+  }
   const auto started = Clock::now();
   auto command = start_command(o.command, command_environment(o, library, session));
   if (!command) {
