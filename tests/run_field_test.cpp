@@ -47,6 +47,7 @@ void write_project(const std::string& dir, bool broken) {
 std::vector<std::string> make_argv(const std::string& dir) { return {"/usr/bin/make", "-s", "-j2", "-C", dir}; }
 
 TEST(RunField, AMakeBuildIsStoredWholeWithItsOutputAndStatusUnchanged) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run-make");
   write_project(dir.path(), false);
   const RunResult plain = run(make_argv(dir.path()));
@@ -94,6 +95,7 @@ TEST(RunField, AMakeBuildIsStoredWholeWithItsOutputAndStatusUnchanged) {
 }
 
 TEST(RunField, AFailingBuildsStatusAndMessagesPassThrough) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run-make");
   write_project(dir.path(), true);
   const RunResult plain = run(make_argv(dir.path()));

@@ -96,6 +96,7 @@ TEST(Run, ACommandKilledBySigsegvGives139AndItsCrashIsStored) {
 }
 
 TEST(Run, SigintSentToRunReachesTheCommandAndWhatItWroteIsStored) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   // The command writes its records, then becomes a program that says
   // "ready" (its runtime is up) and waits to be interrupted.
@@ -146,6 +147,7 @@ TEST(Run, ATerminalsCtrlCReachesTheCommandOnce) {
     ::dup2(tty, STDIN_FILENO);
     ::dup2(tty, STDOUT_FILENO);
     ::dup2(tty, STDERR_FILENO);
+    if (kSanitizedRuntime) ::setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);  // as Child::start
     ::execv(argv[0], argv.data());
     ::_exit(121);
   }
@@ -305,6 +307,7 @@ TEST(Run, TheOptionsReachTheRuntime) {
 }
 
 TEST(Run, EachOptionSetsItsVariableAndThePreloadIsAppended) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   const RunResult r = run(run_argv({"--db", db_in(dir), "--policy", "drop", "--sample", "0.25", "--include", "^a",
                                     "--exclude", "b$", "--stats-sites", "12", "--ring-records", "128"},
@@ -346,6 +349,7 @@ TEST(Run, AMissingCommandExits127WithOneLine) {
 }
 
 TEST(Run, DescendantsThatOutliveTheCommandGetTheGraceThenAreLeftRunning) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   // The command starts a child that outlives it by far, and exits (the
   // child's output away from the pipes the test reads to their end).
@@ -366,6 +370,7 @@ TEST(Run, DescendantsThatOutliveTheCommandGetTheGraceThenAreLeftRunning) {
 }
 
 TEST(Run, WaitDescendantsWaitsForEveryProcessTheCommandStarted) {
+  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   const std::string script = shell_quote(program_path("st_plain")) + " hello 0 > /dev/null; (sleep 1; " +
                              shell_quote(program_path("st_plain")) + " hello 7) > /dev/null & echo started";
