@@ -33,7 +33,7 @@ install(TARGETS shmtrace EXPORT shmtraceTargets
 # <prefix>/<libdir> whatever the prefix, through a relative RUNPATH.
 file(RELATIVE_PATH _shmtrace_bin_to_lib
   "${CMAKE_INSTALL_FULL_BINDIR}" "${CMAKE_INSTALL_FULL_LIBDIR}")
-foreach(_shmtrace_tool IN ITEMS shmtrace-cli shmtrace-demo shmtrace-drain)
+foreach(_shmtrace_tool IN ITEMS shmtrace-cli shmtrace-demo-workload shmtrace-demo-check shmtrace-drain)
   if(TARGET ${_shmtrace_tool})
     set_target_properties(${_shmtrace_tool} PROPERTIES
       INSTALL_RPATH "$ORIGIN/${_shmtrace_bin_to_lib}")

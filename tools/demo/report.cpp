@@ -5,10 +5,9 @@
 #include <cstdio>
 #include <map>
 #include <optional>
-#include <set>
 #include <string_view>
 
-#include "store/query.hpp"
+#include "query/database.hpp"
 #include "store/sqlite_util.hpp"
 
 namespace shmtrace::demo {
@@ -74,14 +73,31 @@ class Report {
  private:
   std::expected<void, std::string> processes() {
     std::vector<Process> ours;
-    std::int64_t others = 0;
-    const std::set<std::int64_t> workers(in_.workers.begin(), in_.workers.end());
-    auto ok = for_each_row(
+    std::int64_t roots = 0, root_pid = 0, others = 0;
+    std::string root_state, root_exit;
+    auto ok = for_each_row(db_,
+                           "SELECT pid, state, coalesce(exit_status, '-') FROM processes "
+                           "WHERE ppid NOT IN (SELECT pid FROM processes) AND state != 'execed'",
+                           [&](sqlite3_stmt* s) {
+                             ++roots;
+                             root_pid = integer(s, 0);
+                             root_state = text(s, 1);
+                             root_exit = text(s, 2);
+                           });
+    if (!ok) return ok;
+    if (roots != 1) {
+      mismatches_.push_back(count_mismatch("root processes (the workload)", roots, 1));
+    } else if (root_state != "exited" || root_exit != "0") {
+      mismatches_.push_back("the workload (pid " + std::to_string(root_pid) + "): state " + root_state +
+                            ", exit status " + root_exit + " in the database, expected exited with 0");
+    }
+    ok = for_each_row(
         db_,
         "SELECT process_key, pid, ppid, state, coalesce(exit_status, '-'), records_dropped "
         "FROM processes ORDER BY pid, process_key",
         [&](sqlite3_stmt* s) {
-          if (integer(s, 2) != in_.parent || !workers.contains(integer(s, 1))) {
+          if (integer(s, 1) == root_pid) return;
+          if (integer(s, 2) != root_pid) {
             ++others;
             return;
           }
@@ -89,6 +105,8 @@ class Report {
         });
     if (!ok) return ok;
     std::printf("\n%-9s %8s  %-9s %5s %8s\n", "process", "pid", "state", "exit", "dropped");
+    std::printf("%-9s %8lld  %-9s %5s %8s\n", "workload", static_cast<long long>(root_pid), root_state.c_str(),
+                root_exit.c_str(), "-");
     for (const Process& p : ours) {
       std::printf("%-9s %8lld  %-9s %5s %8lld\n", "worker", static_cast<long long>(p.pid), p.state.c_str(),
                   p.exit_status.c_str(), static_cast<long long>(p.dropped));
@@ -98,13 +116,10 @@ class Report {
                               p.exit_status + " in the database, expected exited with 0");
       }
     }
-    if (others > 0) {
-      std::printf("(and %lld other process%s that left a segment in /dev/shm, not counted below)\n",
-                  static_cast<long long>(others), others == 1 ? "" : "es");
-    }
-    if (ours.size() != in_.workers.size()) {
+    if (others > 0) mismatches_.push_back(count_mismatch("processes other than the workload's", others, 0));
+    if (ours.size() != static_cast<std::size_t>(in_.workload.workers)) {
       mismatches_.push_back(count_mismatch("worker processes", static_cast<std::int64_t>(ours.size()),
-                                           in_.workers.size()));
+                                           static_cast<std::uint64_t>(in_.workload.workers)));
     }
     if (keys_.empty()) keys_ = "NULL";  // matches no row
     return {};
@@ -258,7 +273,7 @@ class Report {
 }  // namespace
 
 std::expected<std::vector<std::string>, std::string> print_report(const ReportInput& input) {
-  auto db = drain::QueryDatabase::open(input.database);
+  auto db = query::open_database(input.database);
   if (!db) return std::unexpected(db.error());
   return Report(db->handle(), input).run();
 }

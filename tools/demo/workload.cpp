@@ -47,17 +47,6 @@ void worker_thread(int worker, int thread, int requests) {
 
 }  // namespace
 
-ExpectedCounts expected_counts(const Workload& w) {
-  const auto threads = static_cast<std::uint64_t>(w.workers) * static_cast<std::uint64_t>(w.threads);
-  ExpectedCounts e;
-  e.requests = threads * static_cast<std::uint64_t>(w.requests);
-  e.spans = 3 * e.requests;
-  e.errors = threads * static_cast<std::uint64_t>(w.requests / 10);
-  e.passwords = e.requests;
-  e.counters = e.requests;
-  return e;
-}
-
 int run_worker(int worker, const Workload& w) {
   std::vector<std::thread> pool;
   for (int t = 0; t < w.threads; ++t) pool.emplace_back(worker_thread, worker, t, w.requests);
