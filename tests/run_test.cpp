@@ -95,8 +95,8 @@ TEST(Run, ACommandKilledBySigsegvGives139AndItsCrashIsStored) {
   EXPECT_NE(r.err.find("1 crashed"), std::string::npos) << r.err;
 }
 
+#if !SHMTRACE_SANITIZED_RUNTIME  // traces system programs: built in the plain build only
 TEST(Run, SigintSentToRunReachesTheCommandAndWhatItWroteIsStored) {
-  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   // The command writes its records, then becomes a program that says
   // "ready" (its runtime is up) and waits to be interrupted.
@@ -121,6 +121,7 @@ TEST(Run, SigintSentToRunReachesTheCommandAndWhatItWroteIsStored) {
       << processes_of(d);
   EXPECT_EQ(segments_left(d), 0u);
 }
+#endif
 
 // Ctrl-C on a terminal: the tty driver sends SIGINT to the whole foreground
 // process group, `run` and the command alike. `run` must not forward its
@@ -306,8 +307,8 @@ TEST(Run, TheOptionsReachTheRuntime) {
   EXPECT_EQ(d.number("SELECT count(*) FROM call_sites"), 0);  // --stats-sites 0: no statistics slots
 }
 
+#if !SHMTRACE_SANITIZED_RUNTIME  // traces system programs: built in the plain build only
 TEST(Run, EachOptionSetsItsVariableAndThePreloadIsAppended) {
-  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   const RunResult r = run(run_argv({"--db", db_in(dir), "--policy", "drop", "--sample", "0.25", "--include", "^a",
                                     "--exclude", "b$", "--stats-sites", "12", "--ring-records", "128"},
@@ -325,6 +326,7 @@ TEST(Run, EachOptionSetsItsVariableAndThePreloadIsAppended) {
   EXPECT_EQ(out.find("\nSHMTRACE_SESSION=outer\n"), std::string::npos) << r.out;
   EXPECT_NE(out.find("\nSHMTRACE_SESSION=run"), std::string::npos) << r.out;
 }
+#endif
 
 TEST(Run, EverythingFromTheCommandsNameOnIsTheCommandsWithOrWithoutDashDash) {
   TempDir dir("run");
@@ -348,8 +350,8 @@ TEST(Run, AMissingCommandExits127WithOneLine) {
   EXPECT_EQ(run_lines(denied.err), 1u) << denied.err;
 }
 
+#if !SHMTRACE_SANITIZED_RUNTIME  // traces system programs: built in the plain build only
 TEST(Run, DescendantsThatOutliveTheCommandGetTheGraceThenAreLeftRunning) {
-  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   // The command starts a child that outlives it by far, and exits (the
   // child's output away from the pipes the test reads to their end).
@@ -368,9 +370,10 @@ TEST(Run, DescendantsThatOutliveTheCommandGetTheGraceThenAreLeftRunning) {
   EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE ppid = " + std::to_string(r.pid) + " AND state = 'exited'"),
             1);
 }
+#endif
 
+#if !SHMTRACE_SANITIZED_RUNTIME  // traces system programs: built in the plain build only
 TEST(Run, WaitDescendantsWaitsForEveryProcessTheCommandStarted) {
-  SHMTRACE_SKIP_SYSTEM_PROGRAMS_UNDER_SANITIZERS();
   TempDir dir("run");
   const std::string script = shell_quote(program_path("st_plain")) + " hello 0 > /dev/null; (sleep 1; " +
                              shell_quote(program_path("st_plain")) + " hello 7) > /dev/null & echo started";
@@ -383,6 +386,7 @@ TEST(Run, WaitDescendantsWaitsForEveryProcessTheCommandStarted) {
   EXPECT_EQ(d.number("SELECT count(*) FROM processes WHERE exit_status = 7"), 1);
   EXPECT_EQ(segments_left(d), 0u);
 }
+#endif
 
 // `run`'s child whose program is (or, with `is` false, is not) shmtrace-drain; 0 when none.
 pid_t child_of(pid_t run_pid, bool is) {
