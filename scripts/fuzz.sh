@@ -35,7 +35,8 @@ bash "$root/scripts/setup.sh" --packages-only
 
 if $seed; then
   cmake --build "$root/build" --target fuzz_seed_corpus --parallel "$(nproc)"
-  rm -rf "$root/tests/fuzz/corpus"
+  # Rewrites the seeds it makes; inputs kept by hand (a crash a target
+  # found, named for it) stay.
   "$root/build/tests/fuzz_seed_corpus" "$root/tests/fuzz/corpus"
   find "$root/tests/fuzz/corpus" -type f | wc -l | xargs echo "fuzz.sh: seed files written:"
   exit 0
