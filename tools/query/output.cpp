@@ -109,14 +109,16 @@ std::string render_text(const Table& t, int width) {
   }
   // Two spaces between columns; text columns are cut from the last one
   // leftwards (commands, paths and frames before names), each down to its
-  // title or 12 cells.
+  // title or 12 cells. The first column is the row's key (a function, a
+  // process) and is never cut: two names with one prefix must stay apart,
+  // so a line too wide for the terminal runs on instead.
   auto total = [&] {
     std::size_t s = n == 0 ? 0 : 2 * (n - 1);
     for (std::size_t x : w) s += x;
     return s;
   };
   const std::size_t limit = static_cast<std::size_t>(std::max(width, 20));
-  for (std::size_t c = n; c-- > 0 && total() > limit;) {
+  for (std::size_t c = n; c-- > 1 && total() > limit;) {
     if (right_aligned(t.columns[c].kind)) continue;
     const std::size_t floor = std::max<std::size_t>(12, t.columns[c].name.size());
     if (w[c] <= floor) continue;
