@@ -4,6 +4,7 @@
 // execs and spawns, errors with their span paths, the slowest spans, drops,
 // and the same numbers through text, JSON and CSV.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -354,6 +355,26 @@ TEST(Report, BadOptionsExitTwoAndAMissingDatabaseOne) {
   const RunResult help = shmtrace({"report", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--section"), std::string::npos);
+}
+
+// A database of an older schema is refused with the command that migrates
+// it (the commands open read-only); a newer one with its version.
+TEST(Report, AnotherSchemaVersionIsOneLineNamingIt) {
+  const TempDb db("report-version");
+  ASSERT_EQ(run({program_path("st_report"), "leaf", "0"}).exit_code, 0);
+  drain_into(db);
+  const auto set_version = [&](int version) {
+    sqlite3* handle = nullptr;
+    ASSERT_EQ(sqlite3_open(db.path.c_str(), &handle), SQLITE_OK);
+    const std::string sql = "PRAGMA user_version = " + std::to_string(version);
+    EXPECT_EQ(sqlite3_exec(handle, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(handle);
+  };
+  set_version(3);
+  expect_one_line_failure(shmtrace({"report", db}), 1, "schema version 3 is older than this shmtrace's 4; "
+                                                       "`shmtrace-drain --db " + db.path + " --once` migrates it");
+  set_version(5);
+  expect_one_line_failure(shmtrace({"report", db}), 1, "schema version 5 is newer than this shmtrace reads (4)");
 }
 
 }  // namespace
