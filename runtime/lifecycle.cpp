@@ -376,7 +376,12 @@ extern "C" __attribute__((visibility("hidden"))) void shmtrace_after_vfork(pid_t
 // thread's VforkHandoff, which the child never changes) and the parent
 // records the child once glibc's __vfork returned to it. `active` tells
 // the exec wrappers in the child that they run in a vfork child.
-#if defined(__x86_64__)
+#if (defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)) && defined(__x86_64__)
+// A sanitizer build of the runtime: the vfork child would run sanitized code
+// on its parent's stack (AddressSanitizer then reports the parent's frames
+// as overflowed), so vfork is a fork, as POSIX allows, and records as one.
+SHMTRACE_WRAPPER pid_t vfork() { return fork(); }
+#elif defined(__x86_64__)
 asm(R"(
   .text
   .globl vfork

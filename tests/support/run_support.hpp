@@ -39,17 +39,6 @@ inline void write_file(const std::string& path, const std::string& content) {
   std::ofstream(path, std::ios::binary) << content;
 }
 
-// A sanitizer build's runtime preloaded into the system's own programs
-// (sh, env, make, gcc: not built with the sanitizer) is not a supported
-// combination: the sanitizer's runtime comes second in their library list
-// and reports false errors in their fork handlers. Tests that trace such
-// programs are compiled in the plain build only (CI runs it too), so a
-// sanitizer build neither runs them nor counts them as passed.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SHMTRACE_SANITIZED_RUNTIME 1
-#else
-#define SHMTRACE_SANITIZED_RUNTIME 0
-#endif
 inline constexpr bool kSanitizedRuntime = SHMTRACE_SANITIZED_RUNTIME != 0;
 
 // `shmtrace run <options> -- <command>` as an argv.

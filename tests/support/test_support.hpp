@@ -15,6 +15,19 @@
 
 #include "reader/reader.hpp"
 
+// Tests compiled in the plain build only (CI runs it beside the sanitizer
+// builds) say why where they are guarded; the causes are sanitizer builds
+// themselves: a sanitized runtime preloaded into the system's own programs
+// (sh, make, gcc, sqlite3) reports false errors or cannot load, a sanitized
+// runtime makes vfork a fork, UndefinedBehaviorSanitizer stops a program at
+// the null store that would have raised SIGSEGV, and interceptors add stack
+// frames above the ones a symbolization test names.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHMTRACE_SANITIZED_RUNTIME 1
+#else
+#define SHMTRACE_SANITIZED_RUNTIME 0
+#endif
+
 namespace shmtrace::test {
 
 // Path of a helper program built from tests/programs/<name>.cpp.
