@@ -13,28 +13,42 @@
 #include <fstream>
 #include <iterator>
 
+#include <nlohmann/json.hpp>
+
 #include "support/live_tools.hpp"
-#include "support/mini_json.hpp"
 
 namespace shmtrace::test {
 namespace {
 
-using json::Value;
+using Value = nlohmann::json;
+
+// Every non-empty line of `text`, parsed (a malformed line throws, failing
+// the test that read it).
+std::vector<Value> parse_lines(const std::string& text) {
+  std::vector<Value> out;
+  for (const std::string& line : lines_of(text)) out.push_back(Value::parse(line));
+  return out;
+}
+
+// A field as dump wrote it: a string's text, a number's digits.
+std::string text_of(const Value& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+std::string str(const Value& v, const char* key) { return v.at(key).get<std::string>(); }
 
 // One comparable line per decoded record, from dump's JSON.
 std::string summary(const Value& v) {
-  const std::string kind = v["kind"].str();
-  if (kind == "thread_start") return kind + " " + v["thread_name"].str();
-  if (kind == "span_begin") return kind + " " + v["name"].str() + " group=" + v["group"].str();
-  if (kind == "span_end") return kind + " " + v["name"].str() + " " + v["status"].str();
-  if (kind == "counter") return kind + " " + v["name"].str() + " " + v["value"].text;
-  if (kind == "event") return kind + " " + v["name"].str() + " " + v["message"].str();
+  const std::string kind = str(v, "kind");
+  if (kind == "thread_start") return kind + " " + str(v, "thread_name");
+  if (kind == "span_begin") return kind + " " + str(v, "name") + " group=" + str(v, "group");
+  if (kind == "span_end") return kind + " " + str(v, "name") + " " + str(v, "status");
+  if (kind == "counter") return kind + " " + str(v, "name") + " " + text_of(v.at("value"));
+  if (kind == "event") return kind + " " + str(v, "name") + " " + str(v, "message");
   if (kind == "arg") {
-    std::string s = kind + " " + v["name"].str() + " " + v["type"].str() + " " + v["value"].text;
-    if (v["result"].boolean) s += " result";
+    std::string s = kind + " " + str(v, "name") + " " + str(v, "type") + " " + text_of(v.at("value"));
+    if (v.at("result").get<bool>()) s += " result";
     return s;
   }
-  if (kind == "error") return kind + " " + v["type"].str() + " " + v["message"].str();
+  if (kind == "error") return kind + " " + str(v, "type") + " " + str(v, "message");
   return kind;
 }
 
@@ -76,8 +90,8 @@ std::string pid_text(const LiveProducer& p) { return std::to_string(p.pid()); }
 std::optional<Value> listed(const std::string& segment, const std::string& session) {
   const RunResult r = run_cli({"dump", "--format", "jsonl", "--session", session});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  for (const Value& v : json::parse_lines(r.out)) {
-    if (v["segment"].str() == segment) return v;
+  for (const Value& v : parse_lines(r.out)) {
+    if (v.at("segment").get<std::string>() == segment) return v;
   }
   return std::nullopt;
 }
@@ -93,30 +107,30 @@ TEST(DumpTest, ListShowsWhatTheProducerWrote) {
   auto entry = listed(p.segment, p.session);
   ASSERT_TRUE(entry);
   const Value& v = *entry;
-  EXPECT_EQ(v["pid"].u64(), static_cast<std::uint64_t>(p.pid()));
-  EXPECT_EQ(v["program"].str(), "st_dump");
-  EXPECT_EQ(v["session"].str(), p.session);
-  EXPECT_EQ(v["state"].str(), "running");
+  EXPECT_EQ(v.at("pid").get<std::uint64_t>(), static_cast<std::uint64_t>(p.pid()));
+  EXPECT_EQ(v.at("program").get<std::string>(), "st_dump");
+  EXPECT_EQ(v.at("session").get<std::string>(), p.session);
+  EXPECT_EQ(v.at("state").get<std::string>(), "running");
   // 15 records: thread start, process start, span begin, 5 counters, the
   // event, the 100-byte argument (its head and 2 continuations), 2 more
   // arguments, span end.
-  EXPECT_EQ(v["written"].u64(), 15u);
-  EXPECT_EQ(v["overflowed"].u64(), 0u);
-  EXPECT_EQ(v["dropped"].u64(), 0u);
-  EXPECT_EQ(v["errors_written"].u64(), 1u);
-  EXPECT_EQ(v["errors_spilled"].u64(), 0u);
-  EXPECT_EQ(v["errors_lost"].u64(), 0u);
-  EXPECT_GE(v["error_chunks"].u64(), 1u);
-  EXPECT_EQ(v["drain_pid"].u64(), 0u);
-  EXPECT_FALSE(v["drain_alive"].boolean);
-  EXPECT_EQ(v["heartbeat_age_ns"].type, Value::Type::kNull);
-  ASSERT_EQ(v["rings"].items.size(), 1u);
-  const Value& ring = v["rings"].items[0];
-  EXPECT_EQ(ring["ring"].u64(), 0u);
-  EXPECT_EQ(ring["tid"].u64(), static_cast<std::uint64_t>(p.pid()));
-  EXPECT_EQ(ring["head"].u64(), 15u);
-  EXPECT_EQ(ring["tail"].u64(), 0u);
-  EXPECT_EQ(ring["lag"].u64(), 15u);
+  EXPECT_EQ(v.at("written").get<std::uint64_t>(), 15u);
+  EXPECT_EQ(v.at("overflowed").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(v.at("dropped").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(v.at("errors_written").get<std::uint64_t>(), 1u);
+  EXPECT_EQ(v.at("errors_spilled").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(v.at("errors_lost").get<std::uint64_t>(), 0u);
+  EXPECT_GE(v.at("error_chunks").get<std::uint64_t>(), 1u);
+  EXPECT_EQ(v.at("drain_pid").get<std::uint64_t>(), 0u);
+  EXPECT_FALSE(v.at("drain_alive").get<bool>());
+  EXPECT_TRUE(v.at("heartbeat_age_ns").is_null());
+  ASSERT_EQ(v.at("rings").size(), 1u);
+  const Value& ring = v.at("rings")[0];
+  EXPECT_EQ(ring.at("ring").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(ring.at("tid").get<std::uint64_t>(), static_cast<std::uint64_t>(p.pid()));
+  EXPECT_EQ(ring.at("head").get<std::uint64_t>(), 15u);
+  EXPECT_EQ(ring.at("tail").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(ring.at("lag").get<std::uint64_t>(), 15u);
 
   // Two more records, one per signal: the listing follows.
   for (int i = 0; i < 2; ++i) {
@@ -125,7 +139,7 @@ TEST(DumpTest, ListShowsWhatTheProducerWrote) {
   }
   entry = listed(p.segment, p.session);
   ASSERT_TRUE(entry);
-  EXPECT_EQ((*entry)["written"].u64(), 17u);
+  EXPECT_EQ(entry->at("written").get<std::uint64_t>(), 17u);
 
   // The text table names it too.
   const RunResult text = run_cli({"dump", "--session", p.session});
@@ -149,39 +163,39 @@ TEST(DumpTest, ListedCountersEqualTheReadersWithOverflowAndDrops) {
   auto entry = listed(name, session);
   ASSERT_TRUE(entry);
   const Value& v = *entry;
-  EXPECT_EQ(v["state"].str(), "exited");
-  EXPECT_EQ(v["exit_status"].i64(), 0);
+  EXPECT_EQ(v.at("state").get<std::string>(), "exited");
+  EXPECT_EQ(v.at("exit_status").get<std::int64_t>(), 0);
   std::uint64_t written = 0, overflowed = 0, dropped = 0;
   std::size_t at = 0;
   for (std::uint32_t i = 0; i < segment->ring_count(); ++i) {
     auto info = segment->ring_info(i);
     ASSERT_TRUE(info) << info.error().message;
     if (info->state == abi::RingState::kFree) continue;
-    ASSERT_LT(at, v["rings"].items.size());
-    const Value& ring = v["rings"].items[at++];
-    EXPECT_EQ(ring["ring"].u64(), i);
-    EXPECT_EQ(ring["head"].u64(), info->head);
-    EXPECT_EQ(ring["tail"].u64(), info->tail);
-    EXPECT_EQ(ring["overflowed"].u64(), info->overflowed);
-    EXPECT_EQ(ring["dropped"].u64(), info->dropped);
-    EXPECT_EQ(ring["tid"].u64(), info->tid);
+    ASSERT_LT(at, v.at("rings").size());
+    const Value& ring = v.at("rings")[at++];
+    EXPECT_EQ(ring.at("ring").get<std::uint64_t>(), i);
+    EXPECT_EQ(ring.at("head").get<std::uint64_t>(), info->head);
+    EXPECT_EQ(ring.at("tail").get<std::uint64_t>(), info->tail);
+    EXPECT_EQ(ring.at("overflowed").get<std::uint64_t>(), info->overflowed);
+    EXPECT_EQ(ring.at("dropped").get<std::uint64_t>(), info->dropped);
+    EXPECT_EQ(ring.at("tid").get<std::uint64_t>(), info->tid);
     written += info->written;
     overflowed += info->overflowed;
     dropped += info->dropped;
   }
-  EXPECT_EQ(at, v["rings"].items.size());
+  EXPECT_EQ(at, v.at("rings").size());
   const reader::LiveFields live = segment->peek_live();
-  EXPECT_EQ(v["written"].u64(), written);
-  EXPECT_EQ(v["overflowed"].u64(), overflowed + live.no_ring_overflowed);
-  EXPECT_EQ(v["dropped"].u64(), dropped + live.no_ring_dropped);
-  EXPECT_EQ(v["overflow_pending"].u64(), live.overflow_enqueue - live.overflow_dequeue);
+  EXPECT_EQ(v.at("written").get<std::uint64_t>(), written);
+  EXPECT_EQ(v.at("overflowed").get<std::uint64_t>(), overflowed + live.no_ring_overflowed);
+  EXPECT_EQ(v.at("dropped").get<std::uint64_t>(), dropped + live.no_ring_dropped);
+  EXPECT_EQ(v.at("overflow_pending").get<std::uint64_t>(), live.overflow_enqueue - live.overflow_dequeue);
   // Each thread wrote 500 counters and 32 string arguments, more than 64 + 64 fit.
   // The two workers' rings are full (no drain moves a tail); the main
   // thread's holds its few records.
   std::size_t full = 0;
-  for (const Value& ring : v["rings"].items) full += ring["head"].u64() == 64 ? 1 : 0;
+  for (const Value& ring : v.at("rings")) full += ring.at("head").get<std::uint64_t>() == 64 ? 1 : 0;
   EXPECT_EQ(full, 2u);
-  EXPECT_EQ(v["rings"].items.size(), 3u);
+  EXPECT_EQ(v.at("rings").size(), 3u);
   EXPECT_EQ(overflowed + live.no_ring_overflowed, 64u);
   EXPECT_GT(dropped, 0u);
 }
@@ -193,28 +207,28 @@ TEST(DumpTest, DecodedRecordsEqualWhatTheProducerWrote) {
     const RunResult r = run_cli({"dump", target, "--format", "jsonl"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err, "");
-    const std::vector<Value> values = json::parse_lines(r.out);
+    const std::vector<Value> values = parse_lines(r.out);
     EXPECT_EQ(summaries(values), expected_records()) << r.out;
     ASSERT_EQ(values.size(), expected_records().size());
     // Positions: one per record, the argument's two continuations between.
     const std::vector<std::uint64_t> positions = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14};
     for (std::size_t i = 0; i < positions.size(); ++i) {
-      EXPECT_EQ(values[i]["source"].str(), "ring");
-      EXPECT_EQ(values[i]["position"].u64(), positions[i]);
-      EXPECT_EQ(values[i]["tid"].u64(), static_cast<std::uint64_t>(p.pid()));
+      EXPECT_EQ(values[i].at("source").get<std::string>(), "ring");
+      EXPECT_EQ(values[i].at("position").get<std::uint64_t>(), positions[i]);
+      EXPECT_EQ(values[i].at("tid").get<std::uint64_t>(), static_cast<std::uint64_t>(p.pid()));
     }
     // The span's begin and end, and the records inside it, carry one id.
-    const std::uint64_t span = values[2]["span_id"].u64();
+    const std::uint64_t span = values[2].at("span_id").get<std::uint64_t>();
     EXPECT_NE(span, 0u);
-    for (std::size_t i = 3; i <= 12; ++i) EXPECT_EQ(values[i]["span_id"].u64(), span) << i;
-    EXPECT_EQ(values[2]["trace_id"].str(), values[12]["trace_id"].str());
-    EXPECT_GE(values[12]["duration_ns"].i64(), 0);
+    for (std::size_t i = 3; i <= 12; ++i) EXPECT_EQ(values[i].at("span_id").get<std::uint64_t>(), span) << i;
+    EXPECT_EQ(values[2].at("trace_id").get<std::string>(), values[12].at("trace_id").get<std::string>());
+    EXPECT_GE(values[12].at("duration_ns").get<std::int64_t>(), 0);
     // Times: wall clock after the process started, in order.
     for (std::size_t i = 1; i < values.size(); ++i) {
-      EXPECT_GE(values[i]["wall_ns"].i64(), values[i - 1]["wall_ns"].i64()) << i;
+      EXPECT_GE(values[i].at("wall_ns").get<std::int64_t>(), values[i - 1].at("wall_ns").get<std::int64_t>()) << i;
     }
-    EXPECT_EQ(values.back()["source"].str(), "errors");
-    EXPECT_EQ(values.back()["sequence"].u64(), 1u);
+    EXPECT_EQ(values.back().at("source").get<std::string>(), "errors");
+    EXPECT_EQ(values.back().at("sequence").get<std::uint64_t>(), 1u);
   }
   // The text form: one line per record and error, names and values readable.
   const RunResult text = run_cli({"dump", pid_text(p)});
@@ -235,7 +249,7 @@ TEST(DumpTest, KindAndRingFilter) {
     args.insert(args.end(), extra.begin(), extra.end());
     const RunResult r = run_cli(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    return summaries(json::parse_lines(r.out));
+    return summaries(parse_lines(r.out));
   };
   EXPECT_EQ(kinds({"--kind", "counter"}), (std::vector<std::string>{"counter count 0", "counter count 1",
                                                                      "counter count 2", "counter count 3",
@@ -243,7 +257,7 @@ TEST(DumpTest, KindAndRingFilter) {
   // --kind before the target takes one value, not the target too.
   const RunResult before = run_cli({"dump", "--kind", "event", pid_text(p), "--format", "jsonl"});
   EXPECT_EQ(before.exit_code, 0) << before.err;
-  EXPECT_EQ(summaries(json::parse_lines(before.out)), std::vector<std::string>{"event note hello"});
+  EXPECT_EQ(summaries(parse_lines(before.out)), std::vector<std::string>{"event note hello"});
   EXPECT_EQ(kinds({"--kind", "event,span_end"}), (std::vector<std::string>{"event note hello", "span_end alpha err"}));
   EXPECT_EQ(kinds({"--kind", "error"}), (std::vector<std::string>{"error DumpError first"}));
   EXPECT_EQ(kinds({"--kind", "arg", "--kind", "span_begin"}),
@@ -262,17 +276,17 @@ TEST(DumpTest, InstrumentedFunctionsAreNamedThroughTheModuleMap) {
   SegmentGuard guard(p.segment);
   const RunResult r = run_cli({"dump", pid_text(p), "--kind", "span_begin,span_end", "--format", "jsonl"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto values = json::parse_lines(r.out);
+  const auto values = parse_lines(r.out);
   ASSERT_EQ(values.size(), 4u) << r.out;
   for (std::size_t i = 0; i < values.size(); ++i) {
-    EXPECT_EQ(values[i]["kind"].str(), i % 2 == 0 ? "span_begin" : "span_end") << r.out;
+    EXPECT_EQ(values[i].at("kind").get<std::string>(), i % 2 == 0 ? "span_begin" : "span_end") << r.out;
     if (i % 2 == 0) {
-      EXPECT_EQ(values[i]["function"].str(), "dump_traced_leaf") << r.out;
-      EXPECT_NE(values[i]["code"].u64(), 0u);
-      EXPECT_EQ(values[i]["span_id"].u64(), values[i + 1]["span_id"].u64());
+      EXPECT_EQ(values[i].at("function").get<std::string>(), "dump_traced_leaf") << r.out;
+      EXPECT_NE(values[i].at("code").get<std::uint64_t>(), 0u);
+      EXPECT_EQ(values[i].at("span_id").get<std::uint64_t>(), values[i + 1].at("span_id").get<std::uint64_t>());
     }
   }
-  EXPECT_EQ(values[0]["code"].u64(), values[2]["code"].u64());
+  EXPECT_EQ(values[0].at("code").get<std::uint64_t>(), values[2].at("code").get<std::uint64_t>());
 }
 
 TEST(DumpTest, FollowPrintsRecordsWrittenAfterItStarted) {
@@ -289,7 +303,7 @@ TEST(DumpTest, FollowPrintsRecordsWrittenAfterItStarted) {
   ::kill(follow.pid(), SIGINT);
   const RunResult r = follow.wait();
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(summaries(json::parse_lines(r.out)),
+  EXPECT_EQ(summaries(parse_lines(r.out)),
             (std::vector<std::string>{"counter count 0", "counter count 1", "counter count 2", "counter count 3",
                                       "counter count 4", "counter more 0", "counter more 1"}));
 }
@@ -303,11 +317,11 @@ TEST(DumpTest, SegmentOfAKilledProcessIsDumpedAndFollowedUntilRemoved) {
   ASSERT_EQ(killed.signal, SIGKILL);
   const RunResult r = run_cli({"dump", pid, "--format", "jsonl"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(summaries(json::parse_lines(r.out)), expected_records());
+  EXPECT_EQ(summaries(parse_lines(r.out)), expected_records());
   // It still reads as running: SIGKILL leaves the runtime no time to say.
   auto entry = listed(p.segment, p.session);
   ASSERT_TRUE(entry);
-  EXPECT_EQ((*entry)["written"].u64(), 15u);
+  EXPECT_EQ(entry->at("written").get<std::uint64_t>(), 15u);
 
   Child follow = Child::start({shmtrace_cli(), "dump", p.segment, "--follow"}, {});
   ASSERT_TRUE(follow.wait_for_output("DumpError"));
@@ -330,23 +344,23 @@ TEST(DumpTest, BesideAConsumerShowsItAndSkipsWhatItTookWithoutDisturbingIt) {
 
   auto entry = listed(p.segment, p.session);
   ASSERT_TRUE(entry);
-  EXPECT_EQ((*entry)["drain_pid"].u64(), static_cast<std::uint64_t>(::getpid()));
-  EXPECT_TRUE((*entry)["drain_alive"].boolean);
-  ASSERT_EQ((*entry)["heartbeat_age_ns"].type, Value::Type::kNumber);
-  EXPECT_LT((*entry)["heartbeat_age_ns"].u64(), 60'000'000'000u);
-  EXPECT_EQ((*entry)["rings"].items[0]["tail"].u64(), 15u);
-  EXPECT_EQ((*entry)["rings"].items[0]["lag"].u64(), 0u);
+  EXPECT_EQ(entry->at("drain_pid").get<std::uint64_t>(), static_cast<std::uint64_t>(::getpid()));
+  EXPECT_TRUE(entry->at("drain_alive").get<bool>());
+  ASSERT_TRUE(entry->at("heartbeat_age_ns").is_number());
+  EXPECT_LT(entry->at("heartbeat_age_ns").get<std::uint64_t>(), 60'000'000'000u);
+  EXPECT_EQ(entry->at("rings")[0].at("tail").get<std::uint64_t>(), 15u);
+  EXPECT_EQ(entry->at("rings")[0].at("lag").get<std::uint64_t>(), 0u);
 
   // The ring's records were handed back: dump says so and prints none of
   // them; the error area is not the consumer's to empty, so the error shows.
   const RunResult r = run_cli({"dump", pid_text(p), "--format", "jsonl"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto values = json::parse_lines(r.out);
+  const auto values = parse_lines(r.out);
   ASSERT_EQ(values.size(), 2u) << r.out;
-  EXPECT_EQ(values[0]["kind"].str(), "skipped");
-  EXPECT_EQ(values[0]["ring"].u64(), 0u);
-  EXPECT_EQ(values[0]["from"].u64(), 0u);
-  EXPECT_EQ(values[0]["count"].u64(), 15u);
+  EXPECT_EQ(values[0].at("kind").get<std::string>(), "skipped");
+  EXPECT_EQ(values[0].at("ring").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(values[0].at("from").get<std::uint64_t>(), 0u);
+  EXPECT_EQ(values[0].at("count").get<std::uint64_t>(), 15u);
   EXPECT_EQ(summary(values[1]), "error DumpError first");
 
   // A follower beside the consumer: the consumer still gets every record,
@@ -375,15 +389,15 @@ TEST(DumpTest, BesideAConsumerShowsItAndSkipsWhatItTookWithoutDisturbingIt) {
   ::kill(follow.pid(), SIGINT);
   followed = follow.wait();
   EXPECT_EQ(followed.exit_code, 0) << followed.err;
-  const auto seen = json::parse_lines(followed.out);
+  const auto seen = parse_lines(followed.out);
   ASSERT_EQ(seen.size(), 2u) << followed.out;  // the first skipped line, then position 15 either way
-  EXPECT_EQ(seen[0]["kind"].str(), "skipped");
-  if (seen[1]["kind"].str() == "skipped") {
-    EXPECT_EQ(seen[1]["from"].u64(), 15u);
-    EXPECT_EQ(seen[1]["count"].u64(), 1u);
+  EXPECT_EQ(seen[0].at("kind").get<std::string>(), "skipped");
+  if (seen[1].at("kind").get<std::string>() == "skipped") {
+    EXPECT_EQ(seen[1].at("from").get<std::uint64_t>(), 15u);
+    EXPECT_EQ(seen[1].at("count").get<std::uint64_t>(), 1u);
   } else {
     EXPECT_EQ(summary(seen[1]), "counter more 0");
-    EXPECT_EQ(seen[1]["position"].u64(), 15u);
+    EXPECT_EQ(seen[1].at("position").get<std::uint64_t>(), 15u);
   }
 }
 
@@ -396,7 +410,7 @@ TEST(DumpTest, PidOfAnExecChainShowsTheNewestSegmentAndSaysSo) {
   SegmentGuard second((*listed_pid)[1].name);
   const RunResult r = run_cli({"dump", pid_text(p), "--format", "jsonl"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(summaries(json::parse_lines(r.out)), expected_records());
+  EXPECT_EQ(summaries(parse_lines(r.out)), expected_records());
   ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
   EXPECT_NE(r.err.find("has 2 segments"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find((*listed_pid)[0].name), std::string::npos) << r.err;
@@ -405,7 +419,7 @@ TEST(DumpTest, PidOfAnExecChainShowsTheNewestSegmentAndSaysSo) {
   const std::string older = r.err.substr(r.err.rfind(' ') + 1, r.err.size() - r.err.rfind(' ') - 2);
   const RunResult old_image = run_cli({"dump", older, "--format", "jsonl", "--kind", "counter"});
   ASSERT_EQ(old_image.exit_code, 0) << old_image.err;
-  EXPECT_EQ(summaries(json::parse_lines(old_image.out)), std::vector<std::string>{"counter before-exec 1"});
+  EXPECT_EQ(summaries(parse_lines(old_image.out)), std::vector<std::string>{"counter before-exec 1"});
 }
 
 // A file in /dev/shm under a segment's name (pid 3999999999, which no
@@ -521,7 +535,7 @@ TEST(DumpTest, BadOptionsExitTwo) {
   // shmtrace-dump is the same command.
   const RunResult alias = run({shmtrace_cli() + "-dump", pid_text(p), "--kind", "error", "--format", "jsonl"});
   EXPECT_EQ(alias.exit_code, 0) << alias.err;
-  EXPECT_EQ(summaries(json::parse_lines(alias.out)), std::vector<std::string>{"error DumpError first"});
+  EXPECT_EQ(summaries(parse_lines(alias.out)), std::vector<std::string>{"error DumpError first"});
 }
 
 TEST(DumpTest, ListsOneSession) {
@@ -533,17 +547,17 @@ TEST(DumpTest, ListsOneSession) {
   SegmentGuard guard_none(none.segment);
   const RunResult r = run_cli({"dump", "--session", in.session, "--format", "jsonl"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto values = json::parse_lines(r.out);
+  const auto values = parse_lines(r.out);
   ASSERT_EQ(values.size(), 1u) << r.out;
-  EXPECT_EQ(values[0]["segment"].str(), in.segment);
-  EXPECT_EQ(values[0]["session"].str(), in.session);
+  EXPECT_EQ(values[0].at("segment").get<std::string>(), in.segment);
+  EXPECT_EQ(values[0].at("session").get<std::string>(), in.session);
   // And a segment of no session lists with an empty one.
   const RunResult all = run_cli({"dump", "--format", "jsonl"});
   bool found = false;
-  for (const Value& v : json::parse_lines(all.out)) {
-    if (v["segment"].str() != none.segment) continue;
+  for (const Value& v : parse_lines(all.out)) {
+    if (v.at("segment").get<std::string>() != none.segment) continue;
     found = true;
-    EXPECT_EQ(v["session"].str(), "");
+    EXPECT_EQ(v.at("session").get<std::string>(), "");
   }
   EXPECT_TRUE(found) << all.out;
 }

@@ -154,34 +154,43 @@ struct In {
   }
 };
 
+// A list of rows: its count, then each row's fields.
 template <class Row>
-void put_rows(Writer& w, std::uint32_t version, const std::vector<Row>& rows) {
-  w.u64(rows.size());
-  Out out{w, version};
-  for (const Row& r : rows) fields(out, const_cast<Row&>(r));  // fields() only reads through Out
+void rows(Out& out, std::vector<Row>& v) {
+  out.w.u64(v.size());
+  for (Row& r : v) fields(out, r);
+}
+template <class Row>
+void rows(In& in, std::vector<Row>& v) {
+  v.resize(in.r.count(8));
+  for (Row& r : v) fields(in, r);
 }
 
+// An optional row: 1 and its fields, or 0.
 template <class Row>
-void get_rows(Reader& r, std::uint32_t version, std::vector<Row>& rows) {
-  const std::size_t n = r.count(8);
-  rows.resize(n);
-  In in{r, version};
-  for (Row& row : rows) fields(in, row);
+void optional_row(Out& out, std::optional<Row>& v) {
+  out.w.u64(v ? 1 : 0);
+  if (v) fields(out, *v);
 }
-
 template <class Row>
-void put_optional(Writer& w, std::uint32_t version, const std::optional<Row>& v) {
-  w.u64(v ? 1 : 0);
-  Out out{w, version};
-  if (v) fields(out, const_cast<Row&>(*v));
-}
-
-template <class Row>
-void get_optional(Reader& r, std::uint32_t version, std::optional<Row>& v) {
-  if (r.u64() == 0) return;
+void optional_row(In& in, std::optional<Row>& v) {
+  if (in.r.u64() == 0) return;
   v.emplace();
-  In in{r, version};
   fields(in, *v);
+}
+
+// A segment's rows, one list for writing and reading.
+template <class IO>
+void fields(IO& io, SegmentRows& s) {
+  fields(io, s.process);
+  rows(io, s.spans);
+  rows(io, s.span_data);
+  rows(io, s.events);
+  rows(io, s.gaps);
+  rows(io, s.errors);
+  rows(io, s.call_stats);
+  optional_row(io, s.cursor);
+  optional_row(io, s.fate);
 }
 
 struct Frame {
@@ -219,17 +228,7 @@ std::vector<std::uint8_t> serialize(const Batch& batch, std::uint32_t version) {
   w.u64(batch.records);
   w.u64(batch.segments.size());
   Out out{w, version};
-  for (const SegmentRows& s : batch.segments) {
-    fields(out, const_cast<ProcessRow&>(s.process));
-    put_rows(w, version, s.spans);
-    put_rows(w, version, s.span_data);
-    put_rows(w, version, s.events);
-    put_rows(w, version, s.gaps);
-    put_rows(w, version, s.errors);
-    put_rows(w, version, s.call_stats);
-    put_optional(w, version, s.cursor);
-    put_optional(w, version, s.fate);
-  }
+  for (const SegmentRows& s : batch.segments) fields(out, const_cast<SegmentRows&>(s));  // fields() only reads through Out
   return std::move(w.out);
 }
 
@@ -242,17 +241,7 @@ std::expected<Batch, std::string> deserialize(const std::uint8_t* data, std::siz
   batch.records = r.u64();
   batch.segments.resize(r.count(8));
   In in{r, version};
-  for (SegmentRows& s : batch.segments) {
-    fields(in, s.process);
-    get_rows(r, version, s.spans);
-    get_rows(r, version, s.span_data);
-    get_rows(r, version, s.events);
-    get_rows(r, version, s.gaps);
-    get_rows(r, version, s.errors);
-    get_rows(r, version, s.call_stats);
-    get_optional(r, version, s.cursor);
-    get_optional(r, version, s.fate);
-  }
+  for (SegmentRows& s : batch.segments) fields(in, s);
   if (!r.ok() || !r.done()) return std::unexpected(std::string("malformed spilled batch"));
   return batch;
 }

@@ -68,10 +68,7 @@ Result<std::vector<ThreadTree>> call_tree(sqlite3* db, const Filter& f) {
   if (!q) return std::unexpected("call tree: " + q.error());
   std::vector<ThreadTree> out;
   std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> thread_at;  // (process, tid) -> out index
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("call tree: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("call tree", [&] {
     const std::int64_t key = q->integer(0), tid = q->integer(2);
     auto [it, fresh] = thread_at.try_emplace({key, tid}, out.size());
     if (fresh) {
@@ -90,7 +87,8 @@ Result<std::vector<ThreadTree>> call_tree(sqlite3* db, const Filter& f) {
     if (!q->is_null(8)) s.duration_ns = q->integer(8);
     s.status = static_cast<int>(q->integer(9));
     out[it->second].spans.push_back(std::move(s));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   // Arguments, results and errors of the chosen spans, and the gaps, per process.
   std::map<std::int64_t, std::vector<std::size_t>> threads_of;
   for (std::size_t i = 0; i < out.size(); ++i) threads_of[out[i].process_key].push_back(i);
@@ -110,37 +108,27 @@ Result<std::vector<ThreadTree>> call_tree(sqlite3* db, const Filter& f) {
       by_tid[out[i].tid] = i;
       for (TreeSpan& s : out[i].spans) by_id[s.span_id] = &s;
     }
-    sqlite3_reset(data->get());
-    sqlite3_bind_int64(data->get(), 1, key);
-    while (true) {
-      auto row = data->step();
-      if (!row) return std::unexpected("call tree: " + row.error());
-      if (!*row) break;
+    data->rerun(key);
+    read = data->each_row("call tree", [&] {
       auto s = by_id.find(data->integer(0));
-      if (s == by_id.end()) continue;
+      if (s == by_id.end()) return;
       auto& list = data->text(1) == "result" ? s->second->results : s->second->args;
       list.emplace_back(data->text(2), data->text(3));
-    }
-    sqlite3_reset(errs->get());
-    sqlite3_bind_int64(errs->get(), 1, key);
-    while (true) {
-      auto row = errs->step();
-      if (!row) return std::unexpected("call tree: " + row.error());
-      if (!*row) break;
+    });
+    if (!read) return std::unexpected(read.error());
+    errs->rerun(key);
+    read = errs->each_row("call tree", [&] {
       auto s = by_id.find(errs->integer(0));
-      if (s == by_id.end() || !s->second->error.empty()) continue;
+      if (s == by_id.end() || !s->second->error.empty()) return;
       const std::string type = errs->text(1), message = errs->text(2);
       s->second->error = message.empty() ? type : type + ": " + message;
-    }
-    sqlite3_reset(gaps->get());
-    sqlite3_bind_int64(gaps->get(), 1, key);
-    while (true) {
-      auto row = gaps->step();
-      if (!row) return std::unexpected("call tree: " + row.error());
-      if (!*row) break;
+    });
+    if (!read) return std::unexpected(read.error());
+    gaps->rerun(key);
+    read = gaps->each_row("call tree", [&] {
       const std::int64_t tid = gaps->integer(0), ts = gaps->integer(1);
-      if ((f.since_ns != 0 && ts < f.since_ns) || (f.until_ns != 0 && ts >= f.until_ns)) continue;
-      if (!f.tids.empty() && std::find(f.tids.begin(), f.tids.end(), tid) == f.tids.end()) continue;
+      if ((f.since_ns != 0 && ts < f.since_ns) || (f.until_ns != 0 && ts >= f.until_ns)) return;
+      if (!f.tids.empty() && std::find(f.tids.begin(), f.tids.end(), tid) == f.tids.end()) return;
       auto t = by_tid.find(tid);
       if (t == by_tid.end()) {
         // Drops of a thread with no stored span, or of no known thread (tid
@@ -155,7 +143,8 @@ Result<std::vector<ThreadTree>> call_tree(sqlite3* db, const Filter& f) {
         out.push_back(std::move(lone));
       }
       out[t->second].gaps.push_back(TreeGap{ts, gaps->integer(2)});
-    }
+    });
+    if (!read) return std::unexpected(read.error());
   }
   // Each process's trees together, threads by tid.
   std::map<std::int64_t, std::size_t> process_order;

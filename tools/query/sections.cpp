@@ -136,10 +136,7 @@ Result<std::vector<FunctionStats>> functions(sqlite3* db, const Filter& f, SortK
                           w.params());
   if (!q) return std::unexpected("functions: " + q.error());
   std::unordered_map<std::string, FunctionSums> by_name;
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("functions: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("functions", [&] {
     const auto* name_text = sqlite3_column_text(q->get(), 0);
     const std::string name(name_text != nullptr ? reinterpret_cast<const char*>(name_text) : "",
                            static_cast<std::size_t>(sqlite3_column_bytes(q->get(), 0)));
@@ -153,7 +150,8 @@ Result<std::vector<FunctionStats>> functions(sqlite3* db, const Filter& f, SortK
     if (!q->is_null(7) && (!sums.have_min || q->real(7) < sums.s.min_ns)) sums.s.min_ns = q->real(7), sums.have_min = true;
     if (!q->is_null(8) && (!sums.have_max || q->real(8) > sums.s.max_ns)) sums.s.max_ns = q->real(8), sums.have_max = true;
     add_histogram(sums, sqlite3_column_blob(q->get(), 9), sqlite3_column_bytes(q->get(), 9));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   std::vector<FunctionStats> out;
   out.reserve(by_name.size());
   for (auto& [name, sums] : by_name) {
@@ -186,10 +184,7 @@ Result<std::vector<ProcessNode>> process_tree(sqlite3* db, const Filter& f) {
                           {});
   if (!q) return std::unexpected("processes: " + q.error());
   std::vector<ProcessNode> all;
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("processes: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("processes", [&] {
     ProcessNode n;
     n.process_key = q->integer(0);
     n.pid = q->integer(1);
@@ -204,7 +199,8 @@ Result<std::vector<ProcessNode>> process_tree(sqlite3* db, const Filter& f) {
     n.exec_target = q->text(10);
     n.records_dropped = q->integer(11);
     all.push_back(std::move(n));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   // How each child came to be: the parent's lifecycle event naming its pid
   // (fork, vfork, spawn...).
   std::map<std::pair<std::int64_t, std::int64_t>, std::string> how;  // (parent key, child pid) -> kind
@@ -213,12 +209,10 @@ Result<std::vector<ProcessNode>> process_tree(sqlite3* db, const Filter& f) {
                            "WHERE kind NOT IN ('thread_start', 'thread_end', 'exec', 'exit', 'process_start')",
                            {});
   if (!ev) return std::unexpected("process_events: " + ev.error());
-  while (true) {
-    auto row = ev->step();
-    if (!row) return std::unexpected("process_events: " + row.error());
-    if (!*row) break;
+  read = ev->each_row("process_events", [&] {
     how.emplace(std::pair{ev->integer(0), ev->integer(1)}, ev->text(2));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   // Parent: the image of the same pid that exec'd into this one (the latest
   // earlier image in state execed), else the image of ppid alive when this
   // one started (the latest started at or before it).
@@ -318,8 +312,7 @@ Result<std::vector<std::string>> span_path(sqlite3* db, std::int64_t process_key
   std::int64_t id = span_id;
   // Parent links are the producer's data: a cycle or a very deep chain ends the walk.
   while (id != 0 && seen.insert(id).second && path.size() < 4096) {
-    sqlite3_reset(q->get());
-    sqlite3_bind_int64(q->get(), 1, process_key);
+    q->rerun(process_key);
     sqlite3_bind_int64(q->get(), 2, id);
     auto row = q->step();
     if (!row) return std::unexpected("span path: " + row.error());
@@ -344,10 +337,7 @@ Result<std::vector<ErrorEntry>> errors(sqlite3* db, const Filter& f, int limit) 
   auto q = Query::prepare(db, sql, w.params());
   if (!q) return std::unexpected("errors: " + q.error());
   std::vector<ErrorEntry> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("errors: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("errors", [&] {
     ErrorEntry e;
     e.process_key = q->integer(0);
     e.pid = q->integer(1);
@@ -367,7 +357,8 @@ Result<std::vector<ErrorEntry>> errors(sqlite3* db, const Filter& f, int limit) 
     e.symbols = lines_of(q->text(15));
     e.frames = words_of(q->text(16));
     out.push_back(std::move(e));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   for (ErrorEntry& e : out) {
     auto p = span_path(db, e.process_key, e.span_id);
     if (!p) return std::unexpected(p.error());
@@ -386,10 +377,7 @@ Result<std::vector<SpanEntry>> slowest(sqlite3* db, const Filter& f, int limit) 
   auto q = Query::prepare(db, sql, w.params());
   if (!q) return std::unexpected("slowest: " + q.error());
   std::vector<SpanEntry> out;
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("slowest: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("slowest", [&] {
     SpanEntry s;
     s.process_key = q->integer(0);
     s.tid = q->integer(1);
@@ -402,12 +390,12 @@ Result<std::vector<SpanEntry>> slowest(sqlite3* db, const Filter& f, int limit) 
     s.duration_ns = q->integer(8);
     s.status = static_cast<int>(q->integer(9));
     out.push_back(std::move(s));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   auto pid = Query::prepare(db, "SELECT pid FROM processes WHERE process_key = ?", {});
   if (!pid) return std::unexpected("slowest: " + pid.error());
   for (SpanEntry& s : out) {
-    sqlite3_reset(pid->get());
-    sqlite3_bind_int64(pid->get(), 1, s.process_key);
+    pid->rerun(s.process_key);
     if (auto r = pid->step(); r && *r) s.pid = pid->integer(0);
     auto p = span_path(db, s.process_key, s.span_id);
     if (!p) return std::unexpected(p.error());
@@ -424,10 +412,7 @@ Result<Drops> drops(sqlite3* db, const Filter& f) {
                               pw.and_sql() + " ORDER BY records_dropped DESC, process_key",
                           pw.params());
   if (!q) return std::unexpected("drops: " + q.error());
-  while (true) {
-    auto row = q->step();
-    if (!row) return std::unexpected("drops: " + row.error());
-    if (!*row) break;
+  auto read = q->each_row("drops", [&] {
     ProcessDrops p;
     p.process_key = q->integer(0);
     p.pid = q->integer(1);
@@ -435,7 +420,8 @@ Result<Drops> drops(sqlite3* db, const Filter& f) {
     p.records_dropped = q->integer(3);
     d.total_dropped += p.records_dropped;
     d.processes.push_back(std::move(p));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   const Where gw = where_of(f, {"g.ts_ns", "g.process_key", "g.tid", "", "", ""});
   auto g = Query::prepare(db,
                           "SELECT g.process_key, p.pid, g.tid, p.exe, count(*), sum(g.dropped), min(g.first_ns), "
@@ -443,10 +429,7 @@ Result<Drops> drops(sqlite3* db, const Filter& f) {
                               " GROUP BY g.process_key, g.tid ORDER BY sum(g.dropped) DESC, g.process_key, g.tid",
                           gw.params());
   if (!g) return std::unexpected("gaps: " + g.error());
-  while (true) {
-    auto row = g->step();
-    if (!row) return std::unexpected("gaps: " + row.error());
-    if (!*row) break;
+  read = g->each_row("gaps", [&] {
     ThreadDrops t;
     t.process_key = g->integer(0);
     t.pid = g->integer(1);
@@ -457,7 +440,8 @@ Result<Drops> drops(sqlite3* db, const Filter& f) {
     t.first_ns = g->integer(6);
     t.last_ns = g->integer(7);
     d.threads.push_back(std::move(t));
-  }
+  });
+  if (!read) return std::unexpected(read.error());
   if (d.total_dropped == 0 && d.threads.empty()) {
     d.meaning = "No records were dropped: every span and argument is stored.";
   } else {

@@ -47,6 +47,22 @@ class Query {
   ~Query();
   // true on a row; false when done; an error when the step failed.
   std::expected<bool, std::string> step();
+  // Calls `each` on every row left, which it reads through this Query; the
+  // failed step's error after "`what`: ".
+  template <class Each>
+  std::expected<void, std::string> each_row(const std::string& what, Each&& each) {
+    while (true) {
+      auto row = step();
+      if (!row) return std::unexpected(what + ": " + row.error());
+      if (!*row) return {};
+      each();
+    }
+  }
+  // From the start again, with ?1 bound to `first` (the other values kept).
+  void rerun(std::int64_t first) {
+    sqlite3_reset(s_);
+    sqlite3_bind_int64(s_, 1, first);
+  }
   sqlite3_stmt* get() const { return s_; }
   std::int64_t integer(int column) const { return sqlite3_column_int64(s_, column); }
   double real(int column) const { return sqlite3_column_double(s_, column); }

@@ -26,6 +26,7 @@
 #include "commands.hpp"
 #include "dump.hpp"
 #include "live_format.hpp"
+#include "reader/hex.hpp"
 
 namespace shmtrace::cli::dump {
 
@@ -269,7 +270,7 @@ class Dumper {
   std::string name_of(std::uint32_t id) { return id == 0 ? "" : live::string_or_note(segment_, id); }
 
   void trace(Line& line, const std::uint8_t* id) {
-    if (!zero(id, 16)) line.str("trace_id", live::hex_bytes(id, 16), false);
+    if (!zero(id, 16)) line.str("trace_id", reader::to_hex(id, 16), false);
   }
 
   void record(const char* source, std::uint32_t ring, std::uint64_t position, std::uint32_t tid,
@@ -366,7 +367,7 @@ class Dumper {
         break;
       }
       case abi::ValueType::kBytes:
-        line.str("value_hex", live::hex_bytes(reinterpret_cast<const std::uint8_t*>(d.value.data()), d.value.size()),
+        line.str("value_hex", reader::to_hex(reinterpret_cast<const std::uint8_t*>(d.value.data()), d.value.size()),
                  false);
         break;
       default: line.str("value", d.value); break;

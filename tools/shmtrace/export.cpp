@@ -16,6 +16,7 @@
 #include "commands.hpp"
 #include "export_format.hpp"
 #include "query/database.hpp"
+#include "reading_options.hpp"
 
 namespace shmtrace::cli {
 namespace {
@@ -155,7 +156,7 @@ Command add_export(CLI::App& app) {
   auto o = std::make_shared<Options>();
   CLI::App* sub = app.add_subcommand(
       "export", "Write a database's spans, errors, gaps and counters as Chrome JSON, a Perfetto trace or OTLP");
-  sub->add_option("db", o->db, "The database (default shmtrace.db)");
+  add_database_argument(*sub, o->db);
   sub->add_option("--format", o->format, "chrome (trace-event JSON), perfetto (protobuf trace) or otlp (OTLP/JSON)")
       ->check(CLI::IsMember({"chrome", "perfetto", "otlp"}));
   sub->add_option("-o,--output", o->output, "Write to FILE instead of stdout");

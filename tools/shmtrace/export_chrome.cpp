@@ -31,45 +31,28 @@ class ChromeWriter {
     line_ = "{\"displayTimeUnit\":\"ns\",\"otherData\":{\"shmtrace_epoch_ns\":\"" + std::to_string(epoch_) +
             "\",\"timestamps\":\"microseconds since shmtrace_epoch_ns\"},\"traceEvents\":[\n";
     c_.out.write(line_);
-    query::SpanRow span;
-    while (true) {
-      auto more = c_.scan.next_span(span);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_span(span);
+    auto done = each_row(c_.scan, &query::SpanScan::next_span, [&](const query::SpanRow& s) {
+      write_span(s);
       c_.progress.span(c_.out);
-    }
-    query::ErrorRow error;
-    while (true) {
-      auto more = c_.scan.next_error(error);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_error(error);
-    }
-    query::GapRow gap;
-    while (true) {
-      auto more = c_.scan.next_gap(gap);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_gap(gap);
-    }
-    query::CounterRow counter;
-    while (true) {
-      auto more = c_.scan.next_counter(counter);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_counter(counter);
-    }
+    });
+    if (done) done = each_row(c_.scan, &query::SpanScan::next_error, [&](const auto& e) { write_error(e); });
+    if (done) done = each_row(c_.scan, &query::SpanScan::next_gap, [&](const auto& g) { write_gap(g); });
+    if (done) done = each_row(c_.scan, &query::SpanScan::next_counter, [&](const auto& r) { write_counter(r); });
+    if (!done) return done;
     c_.out.write("\n]}\n");
     return {};
   }
 
  private:
-  // Starts an event: the separator, then {"ph":..,"pid":..,"tid":..,"ts":..
-  void begin(const char* phase, std::int64_t pid, std::int64_t tid, std::int64_t ts_ns) {
+  // A new line_ for the next element of traceEvents: its separator.
+  void next_element() {
     line_.clear();
     if (!first_) line_ += ",\n";
     first_ = false;
+  }
+  // Starts an event: the separator, then {"ph":..,"pid":..,"tid":..,"ts":..
+  void begin(const char* phase, std::int64_t pid, std::int64_t tid, std::int64_t ts_ns) {
+    next_element();
     line_ += "{\"ph\":\"";
     line_ += phase;
     line_ += "\",\"pid\":" + std::to_string(pid) + ",\"tid\":" + std::to_string(tid) + ",\"ts\":";
@@ -96,9 +79,7 @@ class ChromeWriter {
     return pid;
   }
   void metadata(const char* what, std::int64_t pid, std::int64_t tid, const std::string& name) {
-    line_.clear();
-    if (!first_) line_ += ",\n";
-    first_ = false;
+    next_element();
     line_ += "{\"ph\":\"M\",\"name\":\"";
     line_ += what;
     line_ += "\",\"pid\":" + std::to_string(pid) + ",\"tid\":" + std::to_string(tid) + ",\"args\":{\"name\":";

@@ -11,6 +11,7 @@
 #include <expected>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "query/span_scan.hpp"
 
@@ -67,6 +68,27 @@ struct Context {
   Output& out;
   Progress& progress;
 };
+
+// Every row of one of the scan's streams (`next`: &query::SpanScan::next_span,
+// next_error, ...), read into one reused row and handed to `each` in the
+// scan's order. Stops at the scan's error, or at the first error `each`
+// returns when it returns std::expected.
+template <class Row, class Each>
+std::expected<void, std::string> each_row(query::SpanScan& scan,
+                                          std::expected<bool, std::string> (query::SpanScan::*next)(Row&),
+                                          Each&& each) {
+  Row row;
+  while (true) {
+    auto more = (scan.*next)(row);
+    if (!more) return std::unexpected(more.error());
+    if (!*more) return {};
+    if constexpr (std::is_void_v<std::invoke_result_t<Each&, const Row&>>) {
+      each(std::as_const(row));
+    } else if (auto done = each(std::as_const(row)); !done) {
+      return done;
+    }
+  }
+}
 
 std::expected<void, std::string> write_chrome(Context& c);
 std::expected<void, std::string> write_perfetto(Context& c);

@@ -94,17 +94,14 @@ class OtlpWriter {
       if (!sender) return std::unexpected(sender.error());
       sender_.emplace(std::move(*sender));
     }
-    query::SpanRow span;
-    while (true) {
-      auto more = c_.scan.next_span(span);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      add(span);
-      c_.progress.span(c_.out);
-      if (batched_ >= options_.batch_spans) {
-        if (auto sent = flush(); !sent) return sent;
-      }
-    }
+    auto done = each_row(c_.scan, &query::SpanScan::next_span,
+                         [&](const query::SpanRow& s) -> std::expected<void, std::string> {
+                           add(s);
+                           c_.progress.span(c_.out);
+                           if (batched_ >= options_.batch_spans) return flush();
+                           return {};
+                         });
+    if (!done) return done;
     return flush();
   }
 

@@ -100,22 +100,15 @@ class PerfettoWriter {
   explicit PerfettoWriter(Context& c) : c_(c) {}
 
   std::expected<void, std::string> run() {
-    query::SpanRow span;
-    while (true) {
-      auto more = c_.scan.next_span(span);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_span(span);
+    auto done = each_row(c_.scan, &query::SpanScan::next_span, [&](const query::SpanRow& s) {
+      write_span(s);
       c_.progress.span(c_.out);
-    }
+    });
+    if (!done) return done;
     for (auto& [key, stack] : open_) {
       while (!stack.empty()) pop(key, stack);
     }
-    query::ErrorRow error;
-    while (true) {
-      auto more = c_.scan.next_error(error);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
+    done = each_row(c_.scan, &query::SpanScan::next_error, [&](const query::ErrorRow& error) {
       const bool crash = error.kind == "crash";
       begin_event(error.ts_ns, kTypeInstant, thread_track(error.process_key, error.tid),
                                             (crash ? "crash: " : "error: ") + error.type);
@@ -124,26 +117,17 @@ class PerfettoWriter {
       if (error.signal != 0) annotate_int("signal", error.signal);
       annotate_string("frames", error.symbols.empty() ? error.frames : error.symbols);
       end_event();
-    }
-    query::GapRow gap;
-    while (true) {
-      auto more = c_.scan.next_gap(gap);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
+    });
+    if (done) done = each_row(c_.scan, &query::SpanScan::next_gap, [&](const query::GapRow& gap) {
       begin_event(gap.ts_ns, kTypeInstant, thread_track(gap.process_key, gap.tid),
                                             std::to_string(gap.dropped) + " records dropped");
       annotate_int("dropped", gap.dropped);
       annotate_int("first_ns", gap.first_ns);
       annotate_int("last_ns", gap.last_ns);
       end_event();
-    }
-    query::CounterRow counter;
-    while (true) {
-      auto more = c_.scan.next_counter(counter);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) break;
-      write_counter(counter);
-    }
+    });
+    if (done) done = each_row(c_.scan, &query::SpanScan::next_counter, [&](const auto& r) { write_counter(r); });
+    if (!done) return done;
     flush(true);
     return {};
   }

@@ -191,17 +191,6 @@ std::string hex(std::uint64_t value) {
   return buf;
 }
 
-std::string hex_bytes(const std::uint8_t* bytes, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[bytes[i] >> 4];
-    out += kDigits[bytes[i] & 15];
-  }
-  return out;
-}
-
 std::string program_of(const abi::SegmentHeader& header) {
   // Both NUL-terminated within their arrays (validate_header).
   std::string_view exe(header.exe, ::strnlen(header.exe, sizeof header.exe));

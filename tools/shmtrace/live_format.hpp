@@ -49,7 +49,6 @@ std::string human_duration(double ns);
 std::optional<std::int64_t> parse_interval_ns(std::string_view text);
 std::uint64_t monotonic_ns();
 std::string hex(std::uint64_t value);
-std::string hex_bytes(const std::uint8_t* bytes, std::size_t size);
 
 // The program of a segment: its executable's base name, else argv[0]'s.
 std::string program_of(const abi::SegmentHeader& header);

@@ -2,10 +2,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include "commands.hpp"
 #include "query/sections.hpp"
 #include "query/time_arg.hpp"
 
 namespace shmtrace::cli {
+
+void add_database_argument(CLI::App& sub, std::string& db) {
+  sub.add_option("db", db, "The database (default shmtrace.db)");
+}
 
 void add_filter_options(CLI::App& sub, FilterOptions& o, FilterSet which) {
   sub.add_option("--since", o.since,
@@ -46,6 +51,19 @@ std::expected<query::Filter, std::string> resolve_filter(const FilterOptions& o,
     f.until_ns = *t;
   }
   return f;
+}
+
+std::expected<Reading, int> open_reading(const std::string& command, const std::string& db, const FilterOptions& o) {
+  for (const std::string* t : {&o.since, &o.until}) {
+    if (!t->empty()) {
+      if (auto ok = query::parse_time(*t, 0); !ok) return say(command, ok.error()), std::unexpected(2);
+    }
+  }
+  auto opened = query::open_database(db);
+  if (!opened) return say(command, opened.error()), std::unexpected(1);
+  auto filter = resolve_filter(o, opened->handle());
+  if (!filter) return say(command, filter.error()), std::unexpected(2);
+  return Reading{std::move(*opened), std::move(*filter)};
 }
 
 }  // namespace shmtrace::cli

@@ -29,16 +29,9 @@ int run_replay(const ReplayOptions& o) {
     if (!d) return say("replay", "--min-duration: " + d.error()), 2;
     r.min_duration_ns = *d;
   }
-  for (const std::string* t : {&o.filter.since, &o.filter.until}) {
-    if (!t->empty()) {
-      if (auto ok = query::parse_time(*t, 0); !ok) return say("replay", ok.error()), 2;
-    }
-  }
-  auto db = query::open_database(o.db);
-  if (!db) return say("replay", db.error()), 1;
-  auto filter = resolve_filter(o.filter, db->handle());
-  if (!filter) return say("replay", filter.error()), 2;
-  auto tree = query::call_tree(db->handle(), *filter);
+  auto reading = open_reading("replay", o.db, o.filter);
+  if (!reading) return reading.error();
+  auto tree = query::call_tree(reading->db.handle(), reading->filter);
   if (!tree) return say("replay", o.db + ": " + tree.error()), 1;
   const std::string out = query::render_replay(*tree, r);
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -52,7 +45,7 @@ Command add_replay(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "replay", "The call tree of each thread as uftrace replay prints it: durations, arguments, results, errors, "
                 "gaps where records were dropped");
-  sub->add_option("db", o->db, "The database (default shmtrace.db)");
+  add_database_argument(*sub, o->db);
   sub->add_option("--depth", o->depth, "Hide calls deeper than N (the outermost call is depth 1)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--min-duration", o->min_duration,

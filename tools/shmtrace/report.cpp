@@ -70,46 +70,40 @@ int run_report(const ReportOptions& o) {
     if (!known) return say("report", "--section: '" + s + "' is not one of functions, processes, errors, slowest, drops"), 2;
     chosen.insert(s);
   }
-  for (const std::string* t : {&o.filter.since, &o.filter.until}) {
-    if (!t->empty()) {
-      if (auto ok = query::parse_time(*t, 0); !ok) return say("report", ok.error()), 2;
-    }
-  }
-  auto db = query::open_database(o.db);
-  if (!db) return say("report", db.error()), 1;
-  auto filter = resolve_filter(o.filter, db->handle());
-  if (!filter) return say("report", filter.error()), 2;
-  sqlite3* h = db->handle();
+  auto reading = open_reading("report", o.db, o.filter);
+  if (!reading) return reading.error();
+  sqlite3* h = reading->db.handle();
+  const query::Filter& filter = reading->filter;
   const auto wanted = [&](const char* s) { return chosen.empty() || chosen.count(s) != 0; };
   const auto failed = [&](const std::string& e) { return say("report", o.db + ": " + e), 1; };
 
   Printer p{*format, query::terminal_width(), {}, true};
   if (wanted("functions")) {
-    auto rows = query::functions(h, *filter, *sort, o.limit);
+    auto rows = query::functions(h, filter, *sort, o.limit);
     if (!rows) return failed(rows.error());
     p.begin("functions");
     p.table(query::functions_table(*rows));
   }
   if (wanted("processes")) {
-    auto rows = query::process_tree(h, *filter);
+    auto rows = query::process_tree(h, filter);
     if (!rows) return failed(rows.error());
     p.begin("processes");
     p.table(query::processes_table(*rows, *format));
   }
   if (wanted("errors")) {
-    auto rows = query::errors(h, *filter, o.limit);
+    auto rows = query::errors(h, filter, o.limit);
     if (!rows) return failed(rows.error());
     p.begin("errors");
     p.table(query::errors_table(*rows));
   }
   if (wanted("slowest")) {
-    auto rows = query::slowest(h, *filter, o.limit);
+    auto rows = query::slowest(h, filter, o.limit);
     if (!rows) return failed(rows.error());
     p.begin("slowest");
     p.table(query::slowest_table(*rows));
   }
   if (wanted("drops")) {
-    auto d = query::drops(h, *filter);
+    auto d = query::drops(h, filter);
     if (!d) return failed(d.error());
     p.begin("drops");
     if (*format == query::Format::kJson) {
@@ -144,7 +138,7 @@ Command add_report(CLI::App& app) {
       "report",
       "Report on a trace: functions (exact calls, errors, total and self time, p50/p95/p99), the process tree, "
       "errors and crashes, the slowest spans, drops");
-  sub->add_option("db", o->db, "The database (default shmtrace.db)");
+  add_database_argument(*sub, o->db);
   sub->add_option("--section", o->sections, "Sections to show: functions,processes,errors,slowest,drops (default all)")
       ->delimiter(',')
       ->allow_extra_args(false);

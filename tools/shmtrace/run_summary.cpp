@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "query/database.hpp"
+#include "query/output.hpp"
 #include "run.hpp"
 
 namespace shmtrace::cli::run {
@@ -39,21 +40,6 @@ std::string text(sqlite3_stmt* s, int column) {
 std::string fit(std::string name, std::size_t width) {
   if (name.size() > width) name = name.substr(0, width - 3) + "...";
   return name;
-}
-
-// "812 ns", "3.41 ms", "12.0 s".
-std::string duration(double ns) {
-  char out[32];
-  if (ns < 1e3) {
-    std::snprintf(out, sizeof out, "%.0f ns", ns);
-  } else if (ns < 1e6) {
-    std::snprintf(out, sizeof out, "%.2f us", ns / 1e3);
-  } else if (ns < 1e9) {
-    std::snprintf(out, sizeof out, "%.2f ms", ns / 1e6);
-  } else {
-    std::snprintf(out, sizeof out, "%.2f s", ns / 1e9);
-  }
-  return out;
 }
 
 }  // namespace
@@ -109,7 +95,7 @@ std::expected<void, std::string> print_summary(const std::string& database, std:
     ok = each_row(db, by + order + limit, [&](sqlite3_stmt* s) {
       line += (line.empty() ? "" : ", ") + fit(text(s, 0), 48) + " " +
               (std::string(title) == "calls" ? std::to_string(integer(s, 1))
-                                             : duration(sqlite3_column_double(s, 2)));
+                                             : query::human_duration(sqlite3_column_double(s, 2)));
     });
     if (!ok) return failed(ok.error());
     if (line.empty()) line = "(no function statistics)";

@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "query/database.hpp"
 #include "query/output.hpp"
+#include "reading_options.hpp"
 
 namespace shmtrace::cli {
 namespace {
@@ -148,7 +149,7 @@ Command add_sql(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "sql", "Run an SQL query on a trace (partitions attached, SQL functions loaded), or open the sqlite3 shell "
              "set up the same way when no query is given");
-  sub->add_option("db", o->db, "The database (default shmtrace.db)");
+  add_database_argument(*sub, o->db);
   sub->add_option("query", o->query, "The SQL to run (one or more statements); none: the sqlite3 shell");
   sub->add_flag("--csv", o->csv, "Output as CSV (RFC 4180)");
   sub->add_flag("--json", o->json, "Output as JSON: an array of objects per statement");
