@@ -459,9 +459,15 @@ TEST(Run, TwoConcurrentRunsAndADrainOfNoSessionEachStoreExactlyTheirOwn) {
       },
       std::chrono::seconds(30)));
   // A segment exists before the producer's main() blocks SIGUSR1: signal
-  // each only once /proc shows it blocked, or the signal kills it.
+  // each only once /proc shows it blocked, or the thread waiting in sigwait
+  // (which unblocks it for the wait), or the signal kills it.
   const auto usr1_blocked = [](std::uint32_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    const std::string dir = "/proc/" + std::to_string(pid);
+    std::ifstream wchan(dir + "/wchan");
+    std::string waiting;
+    std::getline(wchan, waiting);
+    if (waiting.find("sigtimedwait") != std::string::npos) return 1ull;
+    std::ifstream status(dir + "/status");
     for (std::string line; std::getline(status, line);) {
       if (line.rfind("SigBlk:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (SIGUSR1 - 1)) & 1;
     }
